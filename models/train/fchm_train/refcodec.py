@@ -1,0 +1,97 @@
+"""The Python reference codec: encode -> entropy tables -> decode, on exported files only.
+
+It reads nothing but a bundle directory (ONNX graphs via onnxruntime, the
+integer hyper-synthesis, the integer CDF tables) and codes with CompressAI's
+own rANS coder, so it is an independent peer of the Rust codec: same tables,
+same symbols, same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from compressai.ans import RansDecoder, RansEncoder
+
+from .intnet import IntNet
+
+
+def session(path: Path) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def run(sess: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
+    return sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32)})[0]
+
+
+@dataclass
+class Encoded:
+    z: bytes
+    y: bytes
+    z_shape: tuple
+    y_shape: tuple
+    gain: float
+    fmin: float
+    fmax: float
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.z) + len(self.y)
+
+
+class RefCodec:
+    def __init__(self, bundle: Path):
+        self.dir = Path(bundle)
+        self.manifest = json.loads((self.dir / "manifest.json").read_text())
+        self.entropy = json.loads((self.dir / "entropy.json").read_text())
+        self.intnet = IntNet.load(self.dir / "hyper_synth.json")
+        self.enc = session(self.dir / "vfcn_enc.onnx")
+        self.henc = session(self.dir / "vfcn_hyper_enc.onnx")
+        self.dec = session(self.dir / "vfcn_dec.onnx")
+        ez, ey = self.entropy["z"], self.entropy["y"]
+        self.z_tables = (ez["cdfs"], ez["cdf_lengths"], ez["offsets"])
+        self.y_tables = (ey["cdfs"], ey["cdf_lengths"], ey["offsets"])
+        self.medians = np.asarray(ez["medians"], np.float32)
+
+    @staticmethod
+    def normalise(p: np.ndarray, gain: float) -> tuple[np.ndarray, float, float]:
+        """IVN: per-frame min-max normalisation, then the gain (f32 throughout, as in Rust)."""
+        fmin, fmax = np.float32(p.min()), np.float32(p.max())
+        # The header carries min and max; both ends use max - min as the span.
+        fmax = fmin + max(fmax - fmin, np.float32(1e-6))
+        span = fmax - fmin
+        return ((p - fmin) / span * np.float32(gain)).astype(np.float32), float(fmin), float(fmax)
+
+    def encode(self, p: np.ndarray, gain: float) -> tuple[Encoded, dict]:
+        x, fmin, fmax = self.normalise(p, gain)
+        y = run(self.enc, x)[0]
+        z = run(self.henc, y[None])[0]
+        z_sym = np.round(z - self.medians[:, None, None]).astype(np.int32)
+        z_idx = np.broadcast_to(np.arange(len(self.medians), dtype=np.int32)[:, None, None], z.shape)
+        z_bytes = RansEncoder().encode_with_indexes(z_sym.ravel().tolist(), z_idx.ravel().tolist(), *self.z_tables)
+        mean, idx = self.intnet.run(z_sym)
+        y_sym = np.round(y - mean).astype(np.int32)
+        y_bytes = RansEncoder().encode_with_indexes(y_sym.ravel().tolist(), idx.ravel().tolist(), *self.y_tables)
+        enc = Encoded(z_bytes, y_bytes, z.shape, y.shape, gain, fmin, fmax)
+        return enc, {"z_sym": z_sym, "y_sym": y_sym, "mean": mean, "idx": idx}
+
+    def decode(self, enc: Encoded) -> tuple[np.ndarray, dict]:
+        cz, hz, wz = enc.z_shape
+        z_idx = np.broadcast_to(np.arange(cz, dtype=np.int32)[:, None, None], enc.z_shape)
+        z_sym = np.asarray(
+            RansDecoder().decode_with_indexes(enc.z, z_idx.ravel().tolist(), *self.z_tables), np.int32
+        ).reshape(enc.z_shape)
+        mean, idx = self.intnet.run(z_sym)
+        y_sym = np.asarray(
+            RansDecoder().decode_with_indexes(enc.y, idx.ravel().tolist(), *self.y_tables), np.int32
+        ).reshape(enc.y_shape)
+        y_hat = (y_sym.astype(np.float32) + mean).astype(np.float32)
+        out = run(self.dec, y_hat[None])
+        p_hat = out / np.float32(enc.gain) * np.float32(enc.fmax - enc.fmin) + np.float32(enc.fmin)
+        return p_hat.astype(np.float32), {"z_sym": z_sym, "y_sym": y_sym, "mean": mean, "idx": idx, "y_hat": y_hat}

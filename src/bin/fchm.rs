@@ -1,0 +1,5 @@
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    fchm::cli::run(fchm::cli::Cli::parse())
+}

@@ -1,0 +1,148 @@
+//! Server side: frame payload -> latents -> P̂ -> detections.
+//!
+//! Everything here consumes bytes from the network: each failure is a typed
+//! error that costs one frame, never a panic.
+
+use fchm_codec::container::{BundleId, ContainerError, FrameHeader, FrameRef, Layer, Shape, SubstreamKind};
+use fchm_codec::entropy::EntropyError;
+use fchm_codec::hyper::HyperError;
+use thiserror::Error;
+
+use super::ivn::Normalisation;
+use crate::model::bundle::{Bundle, BundleError};
+use crate::model::detect::{Detection, PostProcess};
+use crate::model::runtime::RuntimeError;
+
+#[derive(Debug, Error)]
+pub enum DecodeError {
+    #[error("malformed frame: {0}")]
+    Container(#[from] ContainerError),
+    #[error("frame was coded with bundle {got}, this decoder has {expected}")]
+    BundleMismatch { got: BundleId, expected: BundleId },
+    #[error("frame is an aux-layer frame; this decoder handles the machine layer")]
+    Layer,
+    #[error("substream {kind:?} missing from the frame")]
+    MissingSubstream { kind: SubstreamKind },
+    #[error("substream {kind:?} has shape {got:?}, the bundle codes {expected:?}")]
+    Shape {
+        kind: SubstreamKind,
+        got: Shape,
+        expected: [usize; 3],
+    },
+    #[error("entropy decoding: {0}")]
+    Entropy(#[from] EntropyError),
+    #[error("hyper-synthesis: {0}")]
+    Hyper(#[from] HyperError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+}
+
+impl DecodeError {
+    /// A short, stable label for counters (`/metrics`, stats).
+    pub fn cause(&self) -> &'static str {
+        match self {
+            DecodeError::Container(_) => "malformed",
+            DecodeError::BundleMismatch { .. } => "wrong_bundle",
+            DecodeError::Layer => "wrong_layer",
+            DecodeError::MissingSubstream { .. } | DecodeError::Shape { .. } => "shape",
+            DecodeError::Entropy(_) | DecodeError::Hyper(_) => "bitstream",
+            DecodeError::Runtime(_) | DecodeError::Bundle(_) => "internal",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DecodedFrame {
+    pub header: FrameHeader,
+    pub z_symbols: Vec<i32>,
+    pub y_symbols: Vec<i32>,
+    /// Decoded features P̂, `[C][H][W]`.
+    pub features: Vec<f32>,
+    /// Boxes in source-image pixels.
+    pub detections: Vec<Detection>,
+    /// Raw `[100, 6]` detector output in detector-input pixels.
+    pub raw_detections: Vec<f32>,
+}
+
+pub struct FeatureDecoder<'b> {
+    bundle: &'b Bundle,
+    pub post: PostProcess,
+}
+
+impl<'b> FeatureDecoder<'b> {
+    pub fn new(bundle: &'b Bundle) -> Result<Self, DecodeError> {
+        bundle.require(&bundle.graphs.vfcn_dec, "vfcn_dec")?;
+        bundle.require(&bundle.graphs.task_back, "task_back")?;
+        Ok(Self {
+            bundle,
+            post: PostProcess::default(),
+        })
+    }
+
+    fn substream<'a>(frame: &FrameRef<'a>, kind: SubstreamKind, expected: [usize; 3]) -> Result<&'a [u8], DecodeError> {
+        let s = frame.substream(kind).ok_or(DecodeError::MissingSubstream { kind })?;
+        if s.shape.to_array() != expected {
+            return Err(DecodeError::Shape {
+                kind,
+                got: s.shape,
+                expected,
+            });
+        }
+        Ok(s.data)
+    }
+
+    /// Parse and entropy-decode: the deterministic half (no float network).
+    pub fn decode_latents(&self, payload: &[u8]) -> Result<(FrameHeader, Vec<i32>, Vec<i32>, Vec<f32>), DecodeError> {
+        let b = self.bundle;
+        let frame = FrameRef::parse(payload)?;
+        let expected = b.manifest.id();
+        if frame.header.bundle_id != expected {
+            return Err(DecodeError::BundleMismatch {
+                got: frame.header.bundle_id,
+                expected,
+            });
+        }
+        if frame.header.layer != Layer::Machine {
+            return Err(DecodeError::Layer);
+        }
+        let lat = &b.manifest.latent;
+        let z_bytes = Self::substream(&frame, SubstreamKind::Z, lat.z)?;
+        let y_bytes = Self::substream(&frame, SubstreamKind::Y, lat.y)?;
+        let z_symbols = b.entropy.z.decode(z_bytes, (lat.z[0], lat.z[1], lat.z[2]))?;
+        let hyper = b.hyper.run(&z_symbols, lat.z[1], lat.z[2])?;
+        let y_symbols = b.entropy.y.decode(y_bytes, &hyper.index)?;
+        let y_hat: Vec<f32> = y_symbols
+            .iter()
+            .zip(hyper.mean_f32())
+            .map(|(&s, m)| s as f32 + m)
+            .collect();
+        Ok((frame.header, z_symbols, y_symbols, y_hat))
+    }
+
+    pub fn decode(&self, payload: &[u8]) -> Result<DecodedFrame, DecodeError> {
+        let b = self.bundle;
+        let (header, z_symbols, y_symbols, y_hat) = self.decode_latents(payload)?;
+        let mut features = b.graphs.vfcn_dec.as_ref().expect("checked").run1(&y_hat)?.data;
+        Normalisation {
+            min: header.feature_min,
+            max: header.feature_max,
+            gain: header.gain,
+        }
+        .inverse(&mut features);
+        let raw = b.graphs.task_back.as_ref().expect("checked").run1(&features)?.data;
+        let input = &b.manifest.input;
+        let sx = header.source_width as f32 / input.width as f32;
+        let sy = header.source_height as f32 / input.height as f32;
+        let detections = self.post.apply(&raw).iter().map(|d| d.scaled(sx, sy)).collect();
+        Ok(DecodedFrame {
+            header,
+            z_symbols,
+            y_symbols,
+            features,
+            detections,
+            raw_detections: raw,
+        })
+    }
+}

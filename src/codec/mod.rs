@@ -1,0 +1,13 @@
+//! Image -> frame payload -> features and detections: the model graphs around
+//! the deterministic codec core (`fchm_codec`).
+//!
+//! Encoding is split in two so a rate controller can code one captured frame
+//! at several gains while running the expensive detector front only once.
+
+mod decoder;
+mod encoder;
+mod ivn;
+
+pub use decoder::{DecodeError, DecodedFrame, FeatureDecoder};
+pub use encoder::{EncodeError, EncodedFrame, FeatureEncoder, Features, FrameMeta};
+pub use ivn::Normalisation;
