@@ -10,6 +10,7 @@ pub use fchm_codec as core;
 
 pub mod codec;
 pub mod model;
+pub mod bench;
 pub mod cli;
 pub mod eval;
 pub mod npy;

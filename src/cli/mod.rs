@@ -25,6 +25,12 @@ pub enum Command {
     Encode(EncodeArgs),
     /// Decode a frame payload: features and detections.
     Decode(DecodeArgs),
+    /// Timings: `inference` runs the edge graphs in tract and, for the ratio,
+    /// the same graphs in onnxruntime (python3 tests/python/bench_ort.py).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
     /// Print a frame's header as JSON.
     Info {
         /// Frame payload file.
@@ -32,6 +38,23 @@ pub enum Command {
     },
     /// Rate–distortion of the machine layer against JPEG and WebP, with BD-rates.
     Eval(EvalArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// tract vs onnxruntime on the bundle's graphs, one thread each.
+    Inference {
+        #[arg(long)]
+        bundle: PathBuf,
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// Graphs to time (manifest keys).
+        #[arg(long, value_delimiter = ',', default_value = "front,vfcn_enc,vfcn_hyper_enc,vfcn_dec,task_back")]
+        graphs: Vec<String>,
+        /// Skip the onnxruntime comparison.
+        #[arg(long)]
+        no_ort: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +133,15 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Encode(a) => encode(a),
         Command::Decode(a) => decode(a),
         Command::Info { input } => info(&input),
+        Command::Bench {
+            what:
+                BenchCommand::Inference {
+                    bundle,
+                    runs,
+                    graphs,
+                    no_ort,
+                },
+        } => bench_inference(&bundle, runs, &graphs, no_ort),
         Command::Eval(a) => eval(a),
     }
 }
@@ -232,5 +264,50 @@ fn info(input: &Path) -> Result<()> {
         "substreams": subs,
     });
     println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
+}
+
+fn bench_inference(dir: &Path, runs: usize, keys: &[String], no_ort: bool) -> Result<()> {
+    let bundle = load_bundle(dir, Role::All)?;
+    let g = &bundle.graphs;
+    let mut tract = Vec::new();
+    for key in keys {
+        let graph = match key.as_str() {
+            "front" => &g.front,
+            "vfcn_enc" => &g.vfcn_enc,
+            "vfcn_hyper_enc" => &g.vfcn_hyper_enc,
+            "vfcn_dec" => &g.vfcn_dec,
+            "task_back" => &g.task_back,
+            "detector_full" => &g.detector_full,
+            other => bail!("unknown graph {other:?}"),
+        };
+        let graph = bundle.require(graph, key)?;
+        tract.push((key.clone(), crate::bench::time_graph(graph, runs)?));
+    }
+    let ort: serde_json::Value = if no_ort {
+        json!({})
+    } else {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/bench_ort.py");
+        let out = std::process::Command::new(std::env::var("FCHM_PYTHON").unwrap_or_else(|_| "python3".into()))
+            .arg(&script)
+            .arg(dir)
+            .args(keys)
+            .args(["--runs", &runs.to_string()])
+            .output()
+            .context("running python3 tests/python/bench_ort.py (pip install onnxruntime)")?;
+        if !out.status.success() {
+            bail!("bench_ort.py failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        serde_json::from_slice(&out.stdout).context("bench_ort.py output")?
+    };
+    println!("| graph | tract ms | onnxruntime ms | tract / onnxruntime |");
+    println!("|---|---:|---:|---:|");
+    for (key, t) in tract {
+        match ort[&key].as_f64() {
+            Some(o) => println!("| {key} | {t:.2} | {o:.2} | {:.2} |", t / o),
+            None => println!("| {key} | {t:.2} | – | – |"),
+        }
+    }
+    println!("(medians of {runs} runs, 1 thread each, one process after the other)");
     Ok(())
 }

@@ -93,11 +93,11 @@ pub fn mean_ap(gts: &[Vec<Detection>], preds: &[Vec<Detection>]) -> Option<f64> 
     if classes.is_empty() {
         return None;
     }
-    let of_class = |set: &[Vec<Detection>], c: u32| -> Vec<Vec<&Detection>> {
+    fn of_class(set: &[Vec<Detection>], c: u32) -> Vec<Vec<&Detection>> {
         set.iter()
             .map(|ds| ds.iter().filter(|d| d.class == c).collect())
             .collect()
-    };
+    }
     let sum: f64 = classes
         .iter()
         .map(|&c| average_precision(&of_class(gts, c), &of_class(preds, c)))

@@ -23,7 +23,7 @@ pub enum RuntimeError {
 pub struct Graph {
     name: String,
     input_shape: Vec<usize>,
-    plan: TypedRunnableModel,
+    plan: std::sync::Arc<TypedRunnableModel>,
 }
 
 impl std::fmt::Debug for Graph {
@@ -92,7 +92,7 @@ impl Graph {
         outputs
             .iter()
             .map(|t| {
-                let view = t.to_array_view::<f32>().map_err(run_err)?;
+                let view = t.to_plain_array_view::<f32>().map_err(run_err)?;
                 Ok(Array {
                     shape: view.shape().to_vec(),
                     data: view.iter().copied().collect(),

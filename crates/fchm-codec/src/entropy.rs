@@ -603,7 +603,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("cdf table 2: (y) not strictly increasing"),
+            err.starts_with("entropy model: y: cdf table 2: not strictly increasing"),
             "{err}"
         );
         let bad_scales = JSON.replace("[0.11, 0.2, 0.5]", "[0.11, 0.2, 0.2]");

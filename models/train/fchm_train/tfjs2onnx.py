@@ -486,8 +486,9 @@ class Converter:
         """ONNX pads [top, left, bottom, right] and the output size, TF rules."""
         padding = attr_str(node, "padding")
         if padding == "SAME":
-            (t, b, oh), (l, r, ow) = (_same_pads(hw[i], khw[i], strides[i], dil[i]) for i in range(2))
-            return [t, l, b, r], (oh, ow)
+            (top, bottom, oh), (left, right, ow) = (
+                _same_pads(hw[i], khw[i], strides[i], dil[i]) for i in range(2))
+            return [top, left, bottom, right], (oh, ow)
         if padding == "VALID":
             return [0, 0, 0, 0], tuple(_valid_out(hw[i], khw[i], strides[i], dil[i]) for i in range(2))
         raise ConversionError(f"{node['op']} {node['name']}: padding {padding} not supported")
@@ -504,8 +505,7 @@ class Converter:
             return t
         if len(act) != 1 or act[0] not in ("Relu", "Relu6"):
             raise ConversionError(f"{node['op']} {node['name']}: fused activation {act} not supported")
-        out = self._relu(t, node["name"], six=act[0] == "Relu6")
-        return out
+        return self._relu(t, node["name"], six=act[0] == "Relu6")
 
     def _relu(self, t: Tensor, name: str, six: bool) -> Tensor:
         if six:   # Relu6 == Clip(0, 6); Clip takes its bounds as scalar inputs since opset 11
