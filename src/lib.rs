@@ -8,9 +8,9 @@
 
 pub use fchm_codec as core;
 
-pub mod codec;
-pub mod model;
 pub mod bench;
 pub mod cli;
+pub mod codec;
 pub mod eval;
+pub mod model;
 pub mod npy;

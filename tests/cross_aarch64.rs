@@ -25,7 +25,11 @@ fn arm_fchm() -> Command {
 }
 
 fn ints(v: &Value) -> Vec<i32> {
-    v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap() as i32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap() as i32)
+        .collect()
 }
 
 #[test]
@@ -39,30 +43,55 @@ fn aarch64_frames_decode_bit_exactly_on_x86() {
         let frame = tmp.path().join(format!("{i}.fchm"));
         let sym = tmp.path().join(format!("{i}.json"));
         let mut c = arm_fchm();
-        c.args(["encode", "--gain", &gain.to_string(), "--sequence", &i.to_string(), "--bundle"])
-            .arg(&dir)
-            .arg(photo(name))
-            .arg("-o")
-            .arg(&frame)
-            .arg("--symbols")
-            .arg(&sym);
+        c.args([
+            "encode",
+            "--gain",
+            &gain.to_string(),
+            "--sequence",
+            &i.to_string(),
+            "--bundle",
+        ])
+        .arg(&dir)
+        .arg(photo(name))
+        .arg("-o")
+        .arg(&frame)
+        .arg("--symbols")
+        .arg(&sym);
         run_ok(c);
         let arm: Value = serde_json::from_str(&std::fs::read_to_string(&sym).unwrap()).unwrap();
         let payload = std::fs::read(&frame).unwrap();
         let x86 = dec.decode(&payload).expect("ARM frame decodes on x86");
         assert_eq!(x86.header.sequence, i as u64);
-        assert_eq!(x86.z_symbols, ints(&arm["z"]), "{name}: z latents differ across CPUs");
-        assert_eq!(x86.y_symbols, ints(&arm["y"]), "{name}: y latents differ across CPUs");
+        assert_eq!(
+            x86.z_symbols,
+            ints(&arm["z"]),
+            "{name}: z latents differ across CPUs"
+        );
+        assert_eq!(
+            x86.y_symbols,
+            ints(&arm["y"]),
+            "{name}: y latents differ across CPUs"
+        );
 
         if i == 0 {
             // Decode the same payload on ARM: the float tail may differ in the last bits only.
             let dets = tmp.path().join("arm-dets.json");
             let mut c = arm_fchm();
-            c.arg("decode").arg(&frame).arg("--bundle").arg(&dir).arg("--detections").arg(&dets);
+            c.arg("decode")
+                .arg(&frame)
+                .arg("--bundle")
+                .arg(&dir)
+                .arg("--detections")
+                .arg(&dets);
             run_ok(c);
-            let arm: Value = serde_json::from_str(&std::fs::read_to_string(&dets).unwrap()).unwrap();
+            let arm: Value =
+                serde_json::from_str(&std::fs::read_to_string(&dets).unwrap()).unwrap();
             let arm = arm["detections"].as_array().unwrap();
-            assert_eq!(arm.len(), x86.detections.len(), "detection count ARM vs x86");
+            assert_eq!(
+                arm.len(),
+                x86.detections.len(),
+                "detection count ARM vs x86"
+            );
             for (a, x) in arm.iter().zip(&x86.detections) {
                 assert_eq!(a["class_id"].as_u64().unwrap(), x.class as u64);
                 assert!((a["score"].as_f64().unwrap() - x.score as f64).abs() < 1e-4);

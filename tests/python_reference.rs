@@ -10,11 +10,19 @@ use fchm::model::{Bundle, Role};
 use serde_json::Value;
 
 fn ints(v: &Value) -> Vec<i64> {
-    v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 /// Same boxes, classes and scores, up to float noise from two inference engines.
@@ -22,8 +30,15 @@ fn assert_same_detections(rust: &[fchm::model::Detection], py: &Value, what: &st
     let py = py.as_array().unwrap();
     assert_eq!(rust.len(), py.len(), "{what}: detection count");
     for (r, p) in rust.iter().zip(py) {
-        assert_eq!(r.class as i64, p["class"].as_i64().unwrap(), "{what}: class");
-        assert!((r.score as f64 - p["score"].as_f64().unwrap()).abs() < 1e-3, "{what}: score {r:?} vs {p}");
+        assert_eq!(
+            r.class as i64,
+            p["class"].as_i64().unwrap(),
+            "{what}: class"
+        );
+        assert!(
+            (r.score as f64 - p["score"].as_f64().unwrap()).abs() < 1e-3,
+            "{what}: score {r:?} vs {p}"
+        );
         let b = floats(&p["box"]);
         for (x, y) in [r.x1, r.y1, r.x2, r.y2].iter().zip(&b) {
             assert!((*x as f64 - y).abs() < 0.5, "{what}: box {r:?} vs {b:?}");
@@ -44,7 +59,11 @@ fn python_encoded_stream_decodes_identically_in_rust() {
     let out = tmp.path().join("py.json");
     let gain = bundle.manifest.ivn.gain_min * 4.0;
     let mut c = python("refcodec_peer.py");
-    c.arg("encode").arg(&dir).arg(photo("dog.jpg")).arg(gain.to_string()).arg(&out);
+    c.arg("encode")
+        .arg(&dir)
+        .arg(photo("dog.jpg"))
+        .arg(gain.to_string())
+        .arg(&out);
     run_ok(c);
     let j: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
 
@@ -78,19 +97,33 @@ fn python_encoded_stream_decodes_identically_in_rust() {
         ],
     };
     let dec = FeatureDecoder::new(&bundle).unwrap();
-    let out = dec.decode(&frame.encode().unwrap()).expect("Python stream decodes in Rust");
+    let out = dec
+        .decode(&frame.encode().unwrap())
+        .expect("Python stream decodes in Rust");
     let z: Vec<i64> = out.z_symbols.iter().map(|&v| v as i64).collect();
     let y: Vec<i64> = out.y_symbols.iter().map(|&v| v as i64).collect();
     assert_eq!(z, ints(&j["z_sym"]), "z symbols");
-    assert_eq!(y, ints(&j["y_sym"]), "y symbols (tables chosen by the integer network)");
+    assert_eq!(
+        y,
+        ints(&j["y_sym"]),
+        "y symbols (tables chosen by the integer network)"
+    );
     // P̂: same ŷ, different inference engines (tract vs onnxruntime).
     let py_p = floats(&j["p_hat"]);
     for (i, p) in py_p.iter().enumerate() {
         let r = out.features[i * 97] as f64;
-        assert!((r - p).abs() < 1e-3 * (1.0 + p.abs()), "P̂[{}]: rust {r} python {p}", i * 97);
+        assert!(
+            (r - p).abs() < 1e-3 * (1.0 + p.abs()),
+            "P̂[{}]: rust {r} python {p}",
+            i * 97
+        );
     }
     // Detections are reported in source pixels (768x576 here); the peer's are in 512-pixel input.
-    let input: Vec<_> = out.detections.iter().map(|d| d.scaled(512.0 / 768.0, 512.0 / 576.0)).collect();
+    let input: Vec<_> = out
+        .detections
+        .iter()
+        .map(|d| d.scaled(512.0 / 768.0, 512.0 / 576.0))
+        .collect();
     assert_same_detections(&input, &j["detections"], "python-encoded frame");
 }
 
@@ -101,7 +134,16 @@ fn rust_encoded_stream_decodes_identically_in_python() {
     let enc = FeatureEncoder::new(&bundle).unwrap();
     let feats = enc.features(&img).unwrap();
     let gain = bundle.manifest.ivn.gain_min * 8.0;
-    let frame = enc.encode(&feats, gain, FrameMeta { sequence: 1, timestamp_us: 2 }).unwrap();
+    let frame = enc
+        .encode(
+            &feats,
+            gain,
+            FrameMeta {
+                sequence: 1,
+                timestamp_us: 2,
+            },
+        )
+        .unwrap();
     let parsed = Frame::parse(&frame.bytes).unwrap();
     let sub = |k| parsed.substream(k).unwrap();
     let h = &parsed.header;
@@ -119,11 +161,26 @@ fn rust_encoded_stream_decodes_identically_in_python() {
     let j: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let z: Vec<i64> = frame.z_symbols.iter().map(|&v| v as i64).collect();
     let y: Vec<i64> = frame.y_symbols.iter().map(|&v| v as i64).collect();
-    assert_eq!(ints(&j["z_sym"]), z, "python decodes the z symbols rust coded");
-    assert_eq!(ints(&j["y_sym"]), y, "python decodes the y symbols rust coded");
+    assert_eq!(
+        ints(&j["z_sym"]),
+        z,
+        "python decodes the z symbols rust coded"
+    );
+    assert_eq!(
+        ints(&j["y_sym"]),
+        y,
+        "python decodes the y symbols rust coded"
+    );
 
     // The integer hyper-synthesis agrees element for element with numpy's.
-    let hyper = bundle.hyper.run(&frame.z_symbols, bundle.manifest.latent.z[1], bundle.manifest.latent.z[2]).unwrap();
+    let hyper = bundle
+        .hyper
+        .run(
+            &frame.z_symbols,
+            bundle.manifest.latent.z[1],
+            bundle.manifest.latent.z[2],
+        )
+        .unwrap();
     let idx: Vec<i64> = hyper.index.iter().map(|&v| v as i64).collect();
     let mean: Vec<i64> = hyper.mean_fixed.iter().map(|&v| v as i64).collect();
     assert_eq!(ints(&j["index"]), idx, "table indices");

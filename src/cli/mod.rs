@@ -13,7 +13,11 @@ use crate::codec::{FeatureDecoder, FeatureEncoder, FrameMeta};
 use crate::model::{Bundle, Role};
 
 #[derive(Debug, Parser)]
-#[command(name = "fchm", version, about = "Feature coding for humans and machines: offline tools")]
+#[command(
+    name = "fchm",
+    version,
+    about = "Feature coding for humans and machines: offline tools"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -49,7 +53,11 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 20)]
         runs: usize,
         /// Graphs to time (manifest keys).
-        #[arg(long, value_delimiter = ',', default_value = "front,vfcn_enc,vfcn_hyper_enc,vfcn_dec,task_back")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "front,vfcn_enc,vfcn_hyper_enc,vfcn_dec,task_back"
+        )]
         graphs: Vec<String>,
         /// Skip the onnxruntime comparison.
         #[arg(long)]
@@ -160,9 +168,17 @@ fn eval(a: EvalArgs) -> Result<()> {
     let summary = crate::eval::run(&cfg)?;
     print!("{}", summary.report());
     if let Some(why) = &summary.plot_text_missing {
-        eprintln!("warning: {} drawn without text: {why}", summary.plot.display());
+        eprintln!(
+            "warning: {} drawn without text: {why}",
+            summary.plot.display()
+        );
     }
-    eprintln!("wrote {}, {}, {}", summary.csv.display(), summary.plot.display(), summary.json.display());
+    eprintln!(
+        "wrote {}, {}, {}",
+        summary.csv.display(),
+        summary.plot.display(),
+        summary.json.display()
+    );
     Ok(())
 }
 
@@ -171,7 +187,9 @@ fn load_bundle(dir: &Path, role: Role) -> Result<Bundle> {
 }
 
 fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 fn encode(a: EncodeArgs) -> Result<()> {
@@ -198,7 +216,8 @@ fn encode(a: EncodeArgs) -> Result<()> {
             timestamp_us: now_us(),
         },
     )?;
-    fs::write(&a.output, &frame.bytes).with_context(|| format!("writing {}", a.output.display()))?;
+    fs::write(&a.output, &frame.bytes)
+        .with_context(|| format!("writing {}", a.output.display()))?;
     if let Some(p) = &a.symbols {
         let j = json!({"z": frame.z_symbols, "y": frame.y_symbols});
         fs::write(p, j.to_string()).with_context(|| format!("writing {}", p.display()))?;
@@ -222,7 +241,11 @@ fn decode(a: DecodeArgs) -> Result<()> {
         .with_context(|| format!("decoding {}", a.input.display()))?;
     if let Some(p) = &a.features {
         let f = fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
-        crate::npy::write_f32(std::io::BufWriter::new(f), &bundle.manifest.feature.shape, &out.features)?;
+        crate::npy::write_f32(
+            std::io::BufWriter::new(f),
+            &bundle.manifest.feature.shape,
+            &out.features,
+        )?;
     }
     if let Some(p) = &a.symbols {
         let j = json!({"z": out.z_symbols, "y": out.y_symbols});
@@ -235,7 +258,8 @@ fn decode(a: DecodeArgs) -> Result<()> {
         .collect();
     let doc = json!({"sequence": out.header.sequence, "timestamp_us": out.header.timestamp_us, "detections": dets});
     match &a.detections {
-        Some(p) => fs::write(p, serde_json::to_string_pretty(&doc)?).with_context(|| format!("writing {}", p.display()))?,
+        Some(p) => fs::write(p, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("writing {}", p.display()))?,
         None => println!("{}", serde_json::to_string_pretty(&doc)?),
     }
     Ok(())
@@ -288,15 +312,20 @@ fn bench_inference(dir: &Path, runs: usize, keys: &[String], no_ort: bool) -> Re
         json!({})
     } else {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/bench_ort.py");
-        let out = std::process::Command::new(std::env::var("FCHM_PYTHON").unwrap_or_else(|_| "python3".into()))
-            .arg(&script)
-            .arg(dir)
-            .args(keys)
-            .args(["--runs", &runs.to_string()])
-            .output()
-            .context("running python3 tests/python/bench_ort.py (pip install onnxruntime)")?;
+        let out = std::process::Command::new(
+            std::env::var("FCHM_PYTHON").unwrap_or_else(|_| "python3".into()),
+        )
+        .arg(&script)
+        .arg(dir)
+        .args(keys)
+        .args(["--runs", &runs.to_string()])
+        .output()
+        .context("running python3 tests/python/bench_ort.py (pip install onnxruntime)")?;
         if !out.status.success() {
-            bail!("bench_ort.py failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "bench_ort.py failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         serde_json::from_slice(&out.stdout).context("bench_ort.py output")?
     };

@@ -3,7 +3,9 @@
 //! Everything here consumes bytes from the network: each failure is a typed
 //! error that costs one frame, never a panic.
 
-use fchm_codec::container::{BundleId, ContainerError, FrameHeader, FrameRef, Layer, Shape, SubstreamKind};
+use fchm_codec::container::{
+    BundleId, ContainerError, FrameHeader, FrameRef, Layer, Shape, SubstreamKind,
+};
 use fchm_codec::entropy::EntropyError;
 use fchm_codec::hyper::HyperError;
 use thiserror::Error;
@@ -81,8 +83,14 @@ impl<'b> FeatureDecoder<'b> {
         })
     }
 
-    fn substream<'a>(frame: &FrameRef<'a>, kind: SubstreamKind, expected: [usize; 3]) -> Result<&'a [u8], DecodeError> {
-        let s = frame.substream(kind).ok_or(DecodeError::MissingSubstream { kind })?;
+    fn substream<'a>(
+        frame: &FrameRef<'a>,
+        kind: SubstreamKind,
+        expected: [usize; 3],
+    ) -> Result<&'a [u8], DecodeError> {
+        let s = frame
+            .substream(kind)
+            .ok_or(DecodeError::MissingSubstream { kind })?;
         if s.shape.to_array() != expected {
             return Err(DecodeError::Shape {
                 kind,
@@ -94,7 +102,10 @@ impl<'b> FeatureDecoder<'b> {
     }
 
     /// Parse and entropy-decode: the deterministic half (no float network).
-    pub fn decode_latents(&self, payload: &[u8]) -> Result<(FrameHeader, Vec<i32>, Vec<i32>, Vec<f32>), DecodeError> {
+    pub fn decode_latents(
+        &self,
+        payload: &[u8],
+    ) -> Result<(FrameHeader, Vec<i32>, Vec<i32>, Vec<f32>), DecodeError> {
         let b = self.bundle;
         let frame = FrameRef::parse(payload)?;
         let expected = b.manifest.id();
@@ -110,7 +121,10 @@ impl<'b> FeatureDecoder<'b> {
         let lat = &b.manifest.latent;
         let z_bytes = Self::substream(&frame, SubstreamKind::Z, lat.z)?;
         let y_bytes = Self::substream(&frame, SubstreamKind::Y, lat.y)?;
-        let z_symbols = b.entropy.z.decode(z_bytes, (lat.z[0], lat.z[1], lat.z[2]))?;
+        let z_symbols = b
+            .entropy
+            .z
+            .decode(z_bytes, (lat.z[0], lat.z[1], lat.z[2]))?;
         let hyper = b.hyper.run(&z_symbols, lat.z[1], lat.z[2])?;
         let y_symbols = b.entropy.y.decode(y_bytes, &hyper.index)?;
         let y_hat: Vec<f32> = y_symbols
@@ -124,18 +138,35 @@ impl<'b> FeatureDecoder<'b> {
     pub fn decode(&self, payload: &[u8]) -> Result<DecodedFrame, DecodeError> {
         let b = self.bundle;
         let (header, z_symbols, y_symbols, y_hat) = self.decode_latents(payload)?;
-        let mut features = b.graphs.vfcn_dec.as_ref().expect("checked").run1(&y_hat)?.data;
+        let mut features = b
+            .graphs
+            .vfcn_dec
+            .as_ref()
+            .expect("checked")
+            .run1(&y_hat)?
+            .data;
         Normalisation {
             min: header.feature_min,
             max: header.feature_max,
             gain: header.gain,
         }
         .inverse(&mut features);
-        let raw = b.graphs.task_back.as_ref().expect("checked").run1(&features)?.data;
+        let raw = b
+            .graphs
+            .task_back
+            .as_ref()
+            .expect("checked")
+            .run1(&features)?
+            .data;
         let input = &b.manifest.input;
         let sx = header.source_width as f32 / input.width as f32;
         let sy = header.source_height as f32 / input.height as f32;
-        let detections = self.post.apply(&raw).iter().map(|d| d.scaled(sx, sy)).collect();
+        let detections = self
+            .post
+            .apply(&raw)
+            .iter()
+            .map(|d| d.scaled(sx, sy))
+            .collect();
         Ok(DecodedFrame {
             header,
             z_symbols,

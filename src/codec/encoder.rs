@@ -91,7 +91,12 @@ impl<'b> FeatureEncoder<'b> {
     }
 
     /// Code features at `gain` into one frame payload.
-    pub fn encode(&self, f: &Features, gain: f32, meta: FrameMeta) -> Result<EncodedFrame, EncodeError> {
+    pub fn encode(
+        &self,
+        f: &Features,
+        gain: f32,
+        meta: FrameMeta,
+    ) -> Result<EncodedFrame, EncodeError> {
         let b = self.bundle;
         let ivn = &b.manifest.ivn;
         if !(gain.is_finite() && gain >= ivn.gain_min && gain <= ivn.gain_max) {
@@ -104,7 +109,12 @@ impl<'b> FeatureEncoder<'b> {
         let norm = Normalisation::of(&f.data, gain);
         let x = norm.forward(&f.data);
         let y = b.graphs.vfcn_enc.as_ref().expect("checked").run1(&x)?;
-        let z = b.graphs.vfcn_hyper_enc.as_ref().expect("checked").run1(&y.data)?;
+        let z = b
+            .graphs
+            .vfcn_hyper_enc
+            .as_ref()
+            .expect("checked")
+            .run1(&y.data)?;
 
         let [cz, hz, wz] = b.manifest.latent.z;
         let plane = hz * wz;

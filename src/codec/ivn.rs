@@ -15,7 +15,9 @@ impl Normalisation {
     pub fn of(features: &[f32], gain: f32) -> Self {
         let (min, max) = features
             .iter()
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
         let span = (max - min).max(MIN_SPAN);
         Self {
             min,
@@ -24,18 +26,22 @@ impl Normalisation {
         }
     }
 
-    /// `gain * (p - min) / (max - min)`, in the same f32 operation order as the
-    /// Python reference (models/train/fchm_train/refcodec.py).
+    /// `gain * ((p - min) / (max - min) - 0.5)`, in the same f32 operation
+    /// order as the Python reference (models/train/fchm_train/refcodec.py).
+    /// Centring on 0 keeps the transform's LeakyReLUs working on the signal
+    /// rather than on a constant offset; it changes nothing the header carries.
     pub fn forward(&self, p: &[f32]) -> Vec<f32> {
         let span = self.max - self.min;
-        p.iter().map(|&v| (v - self.min) / span * self.gain).collect()
+        p.iter()
+            .map(|&v| ((v - self.min) / span - 0.5) * self.gain)
+            .collect()
     }
 
     /// The decoder output estimates `gain * normalised`; map it back to P.
     pub fn inverse(&self, x: &mut [f32]) {
         let span = self.max - self.min;
         for v in x {
-            *v = *v / self.gain * span + self.min;
+            *v = (*v / self.gain + 0.5) * span + self.min;
         }
     }
 }
@@ -49,7 +55,7 @@ mod tests {
         let p = [-2.0f32, 0.0, 6.0];
         let n = Normalisation::of(&p, 4.0);
         let mut x = n.forward(&p);
-        assert_eq!(x, vec![0.0, 1.0, 4.0]);
+        assert_eq!(x, vec![-2.0, -1.0, 2.0]);
         n.inverse(&mut x);
         assert_eq!(x, p.to_vec());
     }

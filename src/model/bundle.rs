@@ -95,12 +95,13 @@ impl Bundle {
             }
         }
         let entropy = EntropyModels::load(dir.join(&manifest.entropy))?;
-        let hyper_text = std::fs::read_to_string(dir.join(&manifest.hyper_synth)).map_err(|source| {
-            ManifestError::Read {
-                path: dir.join(&manifest.hyper_synth),
-                source,
-            }
-        })?;
+        let hyper_text =
+            std::fs::read_to_string(dir.join(&manifest.hyper_synth)).map_err(|source| {
+                ManifestError::Read {
+                    path: dir.join(&manifest.hyper_synth),
+                    source,
+                }
+            })?;
         let hyper = HyperSynthesis::from_json(&hyper_text)?;
         let bundle = Self {
             dir: dir.to_owned(),
@@ -118,13 +119,25 @@ impl Bundle {
     fn check_consistency(&self) -> Result<(), BundleError> {
         let lat = &self.manifest.latent;
         let problem = if self.hyper.in_channels() != lat.z[0] {
-            Some(format!("hyper_synth takes {} channels, latent z has {}", self.hyper.in_channels(), lat.z[0]))
+            Some(format!(
+                "hyper_synth takes {} channels, latent z has {}",
+                self.hyper.in_channels(),
+                lat.z[0]
+            ))
         } else if self.hyper.out_channels() != lat.y[0] {
-            Some(format!("hyper_synth gives {} channels, latent y has {}", self.hyper.out_channels(), lat.y[0]))
+            Some(format!(
+                "hyper_synth gives {} channels, latent y has {}",
+                self.hyper.out_channels(),
+                lat.y[0]
+            ))
         } else if lat.z[1] * self.hyper.scale_factor() != lat.y[1] {
             Some("hyper_synth upsampling does not map z onto y".to_owned())
         } else if self.entropy.z.channels() != lat.z[0] {
-            Some(format!("entropy.z has {} channels, latent z has {}", self.entropy.z.channels(), lat.z[0]))
+            Some(format!(
+                "entropy.z has {} channels, latent z has {}",
+                self.entropy.z.channels(),
+                lat.z[0]
+            ))
         } else {
             None
         };

@@ -186,21 +186,36 @@ impl Manifest {
         if self.bundle_id != expected {
             return Err(field(
                 "bundle_id",
-                format!("{} does not match the file hashes ({expected})", self.bundle_id),
+                format!(
+                    "{} does not match the file hashes ({expected})",
+                    self.bundle_id
+                ),
             ));
         }
         for (key, g) in &self.graphs {
             if !self.files.contains_key(&g.file) {
-                return Err(field(format!("graphs.{key}.file"), format!("{} is not listed in files", g.file)));
+                return Err(field(
+                    format!("graphs.{key}.file"),
+                    format!("{} is not listed in files", g.file),
+                ));
             }
             if g.role != "edge" && g.role != "server" {
-                return Err(field(format!("graphs.{key}.role"), format!("{:?} is not edge or server", g.role)));
+                return Err(field(
+                    format!("graphs.{key}.role"),
+                    format!("{:?} is not edge or server", g.role),
+                ));
             }
             if g.inputs.len() != 1 {
-                return Err(field(format!("graphs.{key}.inputs"), "exactly one input expected"));
+                return Err(field(
+                    format!("graphs.{key}.inputs"),
+                    "exactly one input expected",
+                ));
             }
         }
-        for (key, file) in [("entropy", &self.entropy), ("hyper_synth", &self.hyper_synth)] {
+        for (key, file) in [
+            ("entropy", &self.entropy),
+            ("hyper_synth", &self.hyper_synth),
+        ] {
             if !self.files.contains_key(file) {
                 return Err(field(key, format!("{file} is not listed in files")));
             }
@@ -210,7 +225,10 @@ impl Manifest {
                 return Err(field(format!("files.{name}"), "not a sha256 hex digest"));
             }
             if name.contains('/') || name.contains("..") {
-                return Err(field(format!("files.{name}"), "file names must be plain names inside the bundle"));
+                return Err(field(
+                    format!("files.{name}"),
+                    "file names must be plain names inside the bundle",
+                ));
             }
         }
         let ivn = &self.ivn;

@@ -9,4 +9,3 @@ pub mod runtime;
 pub use bundle::{Bundle, BundleError, Role};
 pub use detect::{Detection, PostProcess};
 pub use manifest::Manifest;
-

@@ -7,21 +7,31 @@ use std::process::Command;
 /// The bundle under test. CI builds the smoke bundle and sets this; a test
 /// that needs a bundle fails rather than passing without one.
 pub fn bundle_dir() -> PathBuf {
-    let dir = std::env::var_os("FCHM_TEST_BUNDLE").map(PathBuf::from).unwrap_or_else(|| {
-        panic!(
-            "FCHM_TEST_BUNDLE is not set: build a bundle first, e.g. \
+    let dir = std::env::var_os("FCHM_TEST_BUNDLE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+                "FCHM_TEST_BUNDLE is not set: build a bundle first, e.g. \
              `cd models/train && python3 -m fchm_train.build --smoke --out /tmp/smoke-bundle`, \
              then FCHM_TEST_BUNDLE=/tmp/smoke-bundle"
-        )
-    });
-    assert!(dir.join("manifest.json").exists(), "{} has no manifest.json", dir.display());
+            )
+        });
+    assert!(
+        dir.join("manifest.json").exists(),
+        "{} has no manifest.json",
+        dir.display()
+    );
     dir
 }
 
 /// Debian `darknet`'s classic detection photos.
 pub fn photo(name: &str) -> PathBuf {
     let p = Path::new("/usr/share/darknet/data").join(name);
-    assert!(p.exists(), "{} missing: apt-get install darknet", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: apt-get install darknet",
+        p.display()
+    );
     p
 }
 
@@ -38,7 +48,9 @@ pub fn python(script: &str) -> Command {
 }
 
 pub fn run_ok(mut c: Command) -> String {
-    let out = c.output().unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"));
+    let out = c
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"));
     assert!(
         out.status.success(),
         "{c:?} failed:\n{}\n{}",

@@ -9,6 +9,7 @@
 //! ```text
 //! conv:  acc[o] = bias[o] + Σ w[o,i,dy,dx]·x[i, y+dy−k/2, x+dx−k/2]   (i64, zero padding)
 //!        out[o] = (acc[o] + 2^(shift[o]−1)) >> shift[o]   (shift > 0; arithmetic shift)
+//!               = acc[o] << −shift[o]                     (shift <= 0)
 //!        out = max(out, 0) if relu;  out = clamp(out, −2^23, 2^23−1)
 //! upsample2: nearest neighbour, each value into a 2×2 block
 //! ```
@@ -23,7 +24,9 @@ const ACT_MAX: i64 = (1 << 23) - 1;
 const WEIGHT_MAX: i32 = 127;
 const MAX_CHANNELS: usize = 1024;
 const MAX_KERNEL: usize = 7;
-const MAX_SHIFT: u32 = 62;
+const MAX_SHIFT: i32 = 62;
+/// Left shifts are bounded so a 24-bit-clamped input times int8 weights stays in i64.
+const MIN_SHIFT: i32 = -16;
 
 #[derive(Debug, Error, PartialEq)]
 pub enum HyperError {
@@ -53,7 +56,7 @@ enum LayerSpec {
         k: usize,
         weight: Vec<i32>,
         bias: Vec<i64>,
-        shift: Vec<u32>,
+        shift: Vec<i32>,
         relu: bool,
     },
     Upsample2,
@@ -83,7 +86,7 @@ struct Conv {
     /// Laid out `[cout][dy][dx][cin]` so the inner loop runs over contiguous input channels.
     weight: Vec<i64>,
     bias: Vec<i64>,
-    shift: Vec<u32>,
+    shift: Vec<i32>,
     relu: bool,
 }
 
@@ -185,8 +188,14 @@ impl HyperSynthesis {
                             "bias and shift need one entry per output channel",
                         ));
                     }
-                    if let Some(s) = shift.iter().find(|&&s| s > MAX_SHIFT) {
-                        return Err(layer_err(n, format!("shift {s} > {MAX_SHIFT}")));
+                    if let Some(s) = shift
+                        .iter()
+                        .find(|&&s| !(MIN_SHIFT..=MAX_SHIFT).contains(&s))
+                    {
+                        return Err(layer_err(
+                            n,
+                            format!("shift {s} outside {MIN_SHIFT}..={MAX_SHIFT}"),
+                        ));
                     }
                     if let Some(b) = bias.iter().find(|b| b.abs() > 1 << 40) {
                         return Err(layer_err(n, format!("bias {b} too large")));
@@ -343,7 +352,9 @@ impl Conv {
                     let mut v = if s > 0 {
                         (acc + (1i64 << (s - 1))) >> s
                     } else {
-                        acc
+                        // |acc| < 2^47 (24-bit inputs, int8 weights, <= 2^16 taps), so a
+                        // left shift of at most 16 stays inside i64.
+                        acc << -s
                     };
                     if self.relu {
                         v = v.max(0);
@@ -360,7 +371,7 @@ impl Conv {
 mod tests {
     use super::*;
 
-    fn spec(weight: Vec<i32>, bias: Vec<i64>, shift: Vec<u32>, relu: bool) -> String {
+    fn spec(weight: Vec<i32>, bias: Vec<i64>, shift: Vec<i32>, relu: bool) -> String {
         serde_json::json!({
             "format": "fchm-intnet/1", "in_channels": 1,
             "layers": [
@@ -386,6 +397,17 @@ mod tests {
         assert_eq!(&out.mean_fixed[12..16], &[3, 3, -4, -4]);
         assert!(out.index.iter().all(|&i| i == 3), "10+z clamps to levels-1");
         assert_eq!(out.mean_f32()[2], -0.25);
+    }
+
+    #[test]
+    fn negative_shift_is_a_left_shift() {
+        let mut w = vec![0; 18];
+        w[4] = 3;
+        let net = HyperSynthesis::from_json(&spec(w, vec![0, 0], vec![-2, 0], false)).unwrap();
+        let out = net.run(&[1, -1, 2, -3], 2, 2).unwrap();
+        assert_eq!(&out.mean_fixed[0..4], &[12, 12, -12, -12]);
+        let bad = spec(vec![0; 18], vec![0, 0], vec![-17, 0], false);
+        assert!(HyperSynthesis::from_json(&bad).is_err());
     }
 
     #[test]

@@ -95,7 +95,7 @@ def main(argv=None):
     ensure_detector(out, args.cache)
     train_s, val_s = data.split()
     if args.smoke:
-        vcfg = VfcnConfig(n=16, m=16, nz=8, nh=16, nd=16)
+        vcfg = VfcnConfig(n=8, m=8, nz=4, nh=8, nd=8)
         tcfg = TrainConfig(steps=150, batch=4, log_every=50)
         train_s, val_s, augment_k = train_s[:16], val_s[:4], 0
         gains = [2.0, 8.0, 32.0]
@@ -118,6 +118,7 @@ def main(argv=None):
     print(f"training on {feats.shape[0]} feature maps ({time.time() - t0:.0f}s)", flush=True)
     net = train(normalise(feats).astype(np.float16), vcfg, tcfg, log=lambda s: print(s, flush=True))
 
+    torch.save(net.state_dict(), args.cache / f"vfcn-{key}.pt")  # before export: a failed export keeps the training
     graphs = export_graphs(net, out)
     # The manifest is written twice: the evaluation reads the bundle through it.
     meta = {"vfcn": vcfg.to_dict(), "training": {**tcfg.__dict__, "smoke": args.smoke}}
@@ -130,7 +131,6 @@ def main(argv=None):
         "protocol": "fidelity mAP@0.5 against the uncompressed detector (models/README.md)",
     }
     manifest = write_manifest(out, "centernet-vfcn", "1.0.0", net, graphs, rows, meta)
-    torch.save(net.state_dict(), args.cache / f"vfcn-{key}.pt")
     print(json.dumps({"bundle_id": manifest["bundle_id"], "seconds": round(time.time() - t0)}), flush=True)
 
 

@@ -16,6 +16,7 @@ from .vfcn import FEATURE_CHANNELS, DecoderGraph, EncoderGraph, HyperEncoderGrap
 SCHEMA = "fchm-bundle/1"
 OPSET = 17
 FEATURE_HW = 128
+Y_STRIDE = 1  # y is at the feature resolution, z at a quarter of it
 # Graphs the camera runs; the server loads the rest.
 EDGE_GRAPHS = ("front", "vfcn_enc", "vfcn_hyper_enc")
 
@@ -46,7 +47,7 @@ def _export(module: torch.nn.Module, shape: tuple, path: Path, in_name: str, out
 def export_graphs(net: Vfcn, out: Path) -> dict:
     """Write vfcn_enc / vfcn_hyper_enc / vfcn_dec ONNX graphs, entropy tables and the integer hyper-synthesis."""
     cfg = net.cfg
-    hw_y, hw_z = FEATURE_HW // 4, FEATURE_HW // 16
+    hw_y, hw_z = FEATURE_HW // Y_STRIDE, FEATURE_HW // (4 * Y_STRIDE)
     with torch.no_grad():
         _export(EncoderGraph(net), (1, FEATURE_CHANNELS, FEATURE_HW, FEATURE_HW), out / "vfcn_enc.onnx", "x", "y")
         _export(HyperEncoderGraph(net), (1, cfg.m, hw_y, hw_y), out / "vfcn_hyper_enc.onnx", "y", "z")
@@ -110,7 +111,10 @@ def write_manifest(out: Path, name: str, version: str, net: Vfcn, graphs: dict, 
             "resize": "stretch-bilinear",
         },
         "feature": {"name": "P", "shape": [FEATURE_CHANNELS, FEATURE_HW, FEATURE_HW]},
-        "latent": {"y": [cfg.m, FEATURE_HW // 4, FEATURE_HW // 4], "z": [cfg.nz, FEATURE_HW // 16, FEATURE_HW // 16]},
+        "latent": {
+            "y": [cfg.m, FEATURE_HW // Y_STRIDE, FEATURE_HW // Y_STRIDE],
+            "z": [cfg.nz, FEATURE_HW // (4 * Y_STRIDE), FEATURE_HW // (4 * Y_STRIDE)],
+        },
         "graphs": graphs,
         "entropy": "entropy.json",
         "hyper_synth": "hyper_synth.json",

@@ -11,7 +11,7 @@ once, executed exactly by `IntNet.run` (numpy, int64) and by the Rust codec
 Semantics of one `conv` layer (input x: int32 [Cin, H, W]):
     acc[o] = bias[o] + sum_{i,dy,dx} w[o,i,dy,dx] * x[i, y+dy-k/2, x+dx-k/2]   (int64, zero padding)
     out[o] = (acc[o] + (1 << (shift[o]-1))) >> shift[o]   if shift[o] > 0  (arithmetic shift)
-           = acc[o]                                       if shift[o] == 0
+           = acc[o] << -shift[o]                          if shift[o] <= 0
     out    = max(out, 0) if relu;  out = clamp(out, -2^23, 2^23 - 1)
 `upsample2` repeats every value into a 2x2 block (nearest neighbour).
 """
@@ -76,9 +76,10 @@ class QConv(nn.Module):
         fw = weight_frac(self.conv.weight)
         w = torch.round(self.conv.weight.detach() * 2.0**fw).clamp(-WEIGHT_MAX, WEIGHT_MAX)
         b = torch.round(self.conv.bias.detach() * 2.0 ** (self.in_frac + fw))
+        # Negative when the weights' scale is coarser than the output grid (left shift).
         shift = [int(self.in_frac + fw - f) for f in self.out_frac.tolist()]
-        if min(shift) < 0:
-            raise ValueError(f"negative shift {shift}: weights too large for the chosen fixed point")
+        if min(shift) < -16:
+            raise ValueError(f"shift {shift}: weights far too large for the chosen fixed point")
         cout, cin = w.shape[:2]
         return {
             "op": "conv",
@@ -177,7 +178,8 @@ class IntNet:
                     cols[:, dy, dx] = xp[:, dy : dy + h, dx : dx + wd]
             acc = w.reshape(cout, -1) @ cols.reshape(cin * k * k, h * wd) + b[:, None]
             half = np.where(shift > 0, np.left_shift(1, np.maximum(shift - 1, 0)), 0)
-            out = (acc + half[:, None]) >> shift[:, None]
+            right = (acc + half[:, None]) >> np.maximum(shift, 0)[:, None]
+            out = np.where(shift[:, None] > 0, right, acc << np.maximum(-shift, 0)[:, None])
             if relu:
                 out = np.maximum(out, 0)
             x = np.clip(out, ACT_MIN, ACT_MAX).reshape(cout, h, wd)

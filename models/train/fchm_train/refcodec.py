@@ -61,12 +61,13 @@ class RefCodec:
 
     @staticmethod
     def normalise(p: np.ndarray, gain: float) -> tuple[np.ndarray, float, float]:
-        """IVN: per-frame min-max normalisation, then the gain (f32 throughout, as in Rust)."""
+        """IVN: per-frame min-max normalisation centred on 0, then the gain (f32 throughout, as in Rust)."""
         fmin, fmax = np.float32(p.min()), np.float32(p.max())
         # The header carries min and max; both ends use max - min as the span.
         fmax = fmin + max(fmax - fmin, np.float32(1e-6))
         span = fmax - fmin
-        return ((p - fmin) / span * np.float32(gain)).astype(np.float32), float(fmin), float(fmax)
+        half = np.float32(0.5)
+        return (((p - fmin) / span - half) * np.float32(gain)).astype(np.float32), float(fmin), float(fmax)
 
     def encode(self, p: np.ndarray, gain: float) -> tuple[Encoded, dict]:
         x, fmin, fmax = self.normalise(p, gain)
@@ -93,5 +94,6 @@ class RefCodec:
         ).reshape(enc.y_shape)
         y_hat = (y_sym.astype(np.float32) + mean).astype(np.float32)
         out = run(self.dec, y_hat[None])
-        p_hat = out / np.float32(enc.gain) * np.float32(enc.fmax - enc.fmin) + np.float32(enc.fmin)
+        span = np.float32(np.float32(enc.fmax) - np.float32(enc.fmin))
+        p_hat = (out / np.float32(enc.gain) + np.float32(0.5)) * span + np.float32(enc.fmin)
         return p_hat.astype(np.float32), {"z_sym": z_sym, "y_sym": y_sym, "mean": mean, "idx": idx, "y_hat": y_hat}

@@ -17,7 +17,7 @@ import torch
 
 from .vfcn import Vfcn, VfcnConfig
 
-FEATURE_STRIDE = 4  # P is at 1/4 of the detector input
+FEATURE_STRIDE = 4  # P is at 1/4 of the detector input (bpp counts input pixels)
 
 
 @dataclass
@@ -25,18 +25,20 @@ class TrainConfig:
     steps: int = 4000
     batch: int = 8
     crop: int = 64
-    lr: float = 3e-4
+    lr: float = 5e-4
     lmbda: float = 0.02
     seed: int = 0
     log_every: int = 100
 
 
 def normalise(p: np.ndarray) -> np.ndarray:
-    """Per-frame min-max normalisation of [N, C, H, W] features (IVN's first half)."""
+    """Per-frame min-max normalisation of [N, C, H, W] features, centred on 0
+    (values in [-0.5, 0.5]): IVN's first half. Centring lets the bias-free
+    LeakyReLUs act on the signal instead of on a large constant offset."""
     p = p.astype(np.float32)
     lo = p.min(axis=(1, 2, 3), keepdims=True)
     hi = p.max(axis=(1, 2, 3), keepdims=True)
-    return (p - lo) / np.maximum(hi - lo, 1e-6)
+    return (p - lo) / np.maximum(hi - lo, 1e-6) - 0.5
 
 
 def batches(feats: np.ndarray, cfg: TrainConfig, rng: np.random.Generator):
