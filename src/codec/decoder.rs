@@ -55,6 +55,16 @@ impl DecodeError {
     }
 }
 
+/// The deterministic half of decoding: what the bitstream says, before any float network.
+#[derive(Debug, Clone)]
+pub struct DecodedLatents {
+    pub header: FrameHeader,
+    pub z_symbols: Vec<i32>,
+    pub y_symbols: Vec<i32>,
+    /// ŷ = symbols + integer-network means, exactly as the encoder had it.
+    pub y_hat: Vec<f32>,
+}
+
 #[derive(Debug, Clone)]
 pub struct DecodedFrame {
     pub header: FrameHeader,
@@ -102,10 +112,7 @@ impl<'b> FeatureDecoder<'b> {
     }
 
     /// Parse and entropy-decode: the deterministic half (no float network).
-    pub fn decode_latents(
-        &self,
-        payload: &[u8],
-    ) -> Result<(FrameHeader, Vec<i32>, Vec<i32>, Vec<f32>), DecodeError> {
+    pub fn decode_latents(&self, payload: &[u8]) -> Result<DecodedLatents, DecodeError> {
         let b = self.bundle;
         let frame = FrameRef::parse(payload)?;
         let expected = b.manifest.id();
@@ -132,12 +139,22 @@ impl<'b> FeatureDecoder<'b> {
             .zip(hyper.mean_f32())
             .map(|(&s, m)| s as f32 + m)
             .collect();
-        Ok((frame.header, z_symbols, y_symbols, y_hat))
+        Ok(DecodedLatents {
+            header: frame.header,
+            z_symbols,
+            y_symbols,
+            y_hat,
+        })
     }
 
     pub fn decode(&self, payload: &[u8]) -> Result<DecodedFrame, DecodeError> {
         let b = self.bundle;
-        let (header, z_symbols, y_symbols, y_hat) = self.decode_latents(payload)?;
+        let DecodedLatents {
+            header,
+            z_symbols,
+            y_symbols,
+            y_hat,
+        } = self.decode_latents(payload)?;
         let mut features = b
             .graphs
             .vfcn_dec

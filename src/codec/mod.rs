@@ -8,6 +8,6 @@ mod decoder;
 mod encoder;
 mod ivn;
 
-pub use decoder::{DecodeError, DecodedFrame, FeatureDecoder};
+pub use decoder::{DecodeError, DecodedFrame, DecodedLatents, FeatureDecoder};
 pub use encoder::{EncodeError, EncodedFrame, FeatureEncoder, Features, FrameMeta};
 pub use ivn::Normalisation;

@@ -17,6 +17,12 @@ use plotters::prelude::*;
 pub const WIDTH: u32 = 960;
 pub const HEIGHT: u32 = 640;
 
+/// The family name the font is registered under. Not plotters' default
+/// `sans-serif`: text drawn without an explicit style would fail loudly
+/// rather than depend on what was registered, and the no-text path provably
+/// needs no font.
+const FAMILY: &str = "fchm-sans";
+
 /// Font files tried in order when `$FCHM_PLOT_FONT` is not set.
 const FONT_CANDIDATES: [&str; 4] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -46,7 +52,7 @@ pub fn font() -> Result<&'static Path, &'static str> {
             let Ok(bytes) = std::fs::read(path) else { continue };
             // plotters keeps fonts for the life of the process: leak one copy, once.
             let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-            if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+            if plotters::style::register_font(FAMILY, FontStyle::Normal, bytes).is_ok() {
                 return Ok(path.clone());
             }
         }
@@ -73,6 +79,22 @@ fn tick(v: f64) -> String {
     } else {
         s
     }
+}
+
+/// 1, 2 and 5 times each power of ten inside `(lo, hi)`.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mut out = Vec::new();
+    let mut decade = 10f64.powf(lo.log10().floor());
+    while decade <= hi {
+        for m in [1.0, 2.0, 5.0] {
+            let x = decade * m;
+            if x > lo && x < hi {
+                out.push(x);
+            }
+        }
+        decade *= 10.0;
+    }
+    out
 }
 
 /// Render the plot; `text` = false draws only axes, grid and curves.
@@ -108,27 +130,49 @@ pub fn render(title: &str, series: &[Series], text: bool) -> Result<RgbImage> {
         builder.margin(24);
         if text {
             builder
-                .caption(title, ("sans-serif", 24))
+                .caption(title, (FAMILY, 24))
                 .x_label_area_size(56)
                 .y_label_area_size(72);
         } else {
             builder.x_label_area_size(8).y_label_area_size(8);
         }
         let mut chart = builder
-            .build_cartesian_2d((lo..hi).log_scale(), 0f64..1.05)
+            .build_cartesian_2d(
+                (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
+                0f64..1.05,
+            )
             .map_err(|e| err(&e))?;
-        let mut mesh = chart.configure_mesh();
         if text {
-            mesh.x_desc("bits per pixel (512×512 detector input, log scale)")
+            chart
+                .configure_mesh()
+                .x_desc("bits per pixel (512×512 detector input, log scale)")
                 .y_desc("fidelity mAP@0.5")
                 .x_label_formatter(&|v| tick(*v))
                 .y_label_formatter(&|v| format!("{v:.1}"))
-                .label_style(("sans-serif", 16))
-                .axis_desc_style(("sans-serif", 18));
+                .label_style((FAMILY, 16))
+                .axis_desc_style((FAMILY, 18))
+                .draw()
+                .map_err(|e| err(&e))?;
         } else {
-            mesh.x_labels(0).y_labels(0);
+            // plotters' mesh asks the font for metrics even without labels:
+            // draw the grid and the frame by hand.
+            let grey = RGBColor(220, 220, 220);
+            let mut lines: Vec<Vec<(f64, f64)>> = (0..=10)
+                .map(|i| vec![(lo, i as f64 / 10.0), (hi, i as f64 / 10.0)])
+                .collect();
+            lines.extend(
+                log_ticks(lo, hi)
+                    .into_iter()
+                    .map(|x| vec![(x, 0.0), (x, 1.05)]),
+            );
+            chart
+                .draw_series(lines.into_iter().map(|l| PathElement::new(l, grey)))
+                .map_err(|e| err(&e))?;
+            let frame = vec![(lo, 0.0), (hi, 0.0), (hi, 1.05), (lo, 1.05), (lo, 0.0)];
+            chart
+                .draw_series(std::iter::once(PathElement::new(frame, BLACK)))
+                .map_err(|e| err(&e))?;
         }
-        mesh.draw().map_err(|e| err(&e))?;
 
         for s in &shown {
             let colour = s.colour;
@@ -158,7 +202,7 @@ pub fn render(title: &str, series: &[Series], text: bool) -> Result<RgbImage> {
                 .position(SeriesLabelPosition::LowerRight)
                 .background_style(WHITE.mix(0.9))
                 .border_style(BLACK)
-                .label_font(("sans-serif", 18))
+                .label_font((FAMILY, 18))
                 .draw()
                 .map_err(|e| err(&e))?;
         }
@@ -201,6 +245,17 @@ mod tests {
 
     fn non_white(img: &RgbImage) -> usize {
         img.pixels().filter(|p| p.0 != [255, 255, 255]).count()
+    }
+
+    #[test]
+    fn log_ticks_cover_the_decades() {
+        let t = log_ticks(0.15, 6.0);
+        let want = [0.2, 0.5, 1.0, 2.0, 5.0];
+        assert_eq!(t.len(), want.len(), "{t:?}");
+        assert!(
+            t.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12),
+            "{t:?}"
+        );
     }
 
     #[test]

@@ -147,8 +147,8 @@ impl Default for PostProcess {
 impl PostProcess {
     /// Greedy class-agnostic NMS in score order, as the upstream package does
     /// with `tf.image.nonMaxSuppression` over all boxes: candidates have
-    /// score > `score_min`; a box is dropped when its IoU with a kept box is
-    /// >= `iou`; ties keep input order. Same rule as `postprocess` in
+    /// score > `score_min`; a box is dropped when its IoU with a kept box
+    /// reaches `iou`; ties keep input order. Same rule as `postprocess` in
     /// models/train/fchm_train/detector.py.
     pub fn apply(&self, raw: &[f32]) -> Vec<Detection> {
         let mut cands: Vec<Detection> = raw

@@ -96,7 +96,7 @@ impl IvnSpec {
             .collect();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
         let (first, last) = (*pts.first()?, *pts.last()?);
-        if !(bpp > 0.0) {
+        if bpp.is_nan() || bpp <= 0.0 {
             return None;
         }
         let x = bpp.ln();

@@ -1,6 +1,7 @@
-"""The exported bundle in Python: the reference round trip and the export's own invariants.
+"""The exported bundles in Python: the reference round trip and the export's own invariants.
 
-Uses the bundle in $FCHM_TEST_BUNDLE (`.ci/run` builds the smoke bundle).
+Uses $FCHM_TEST_BUNDLE (the committed bundle) and $FCHM_SMOKE_BUNDLE (a fresh
+smoke build); `.ci/run` sets both.
 """
 
 import json
@@ -17,10 +18,11 @@ from fchm_train.intnet import HyperSynthesis, IntNet
 from fchm_train.refcodec import RefCodec, run, session
 
 
-@pytest.fixture(scope="module")
-def bundle() -> Path:
-    path = os.environ.get("FCHM_TEST_BUNDLE")
-    assert path, "FCHM_TEST_BUNDLE is not set (cd models/train && python3 -m fchm_train.build --smoke --out DIR)"
+@pytest.fixture(scope="module", params=["FCHM_TEST_BUNDLE", "FCHM_SMOKE_BUNDLE"])
+def bundle(request) -> Path:
+    """The committed bundle (after the detector setup) and a freshly built smoke bundle."""
+    path = os.environ.get(request.param)
+    assert path, f"{request.param} is not set: see .ci/run for how the bundles are made"
     return Path(path)
 
 

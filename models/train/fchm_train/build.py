@@ -29,6 +29,8 @@ from .vfcn import VfcnConfig
 
 CONTAINER_OVERHEAD = 57 + 2 * 11 + 4  # frame header, two substream descriptors, CRC (docs/bitstream.md)
 PIXELS = 512 * 512
+# Entropy-table buffers are rebuilt by export; a state dict from a finished run carries them.
+_TABLE_BUFFERS = ("_offset", "_quantized_cdf", "_cdf_length", "scale_table")
 
 
 def ensure_detector(out: Path, cache: Path) -> None:
@@ -84,6 +86,8 @@ def main(argv=None):
     ap.add_argument("--smoke", action="store_true", help="tiny model and data (tests, CI)")
     ap.add_argument("--steps", type=int, help="override training steps")
     ap.add_argument("--lmbda", type=float, help="override the rate-distortion trade-off")
+    ap.add_argument("--init", type=Path, help="start from this state dict (continue a training)")
+    ap.add_argument("--lr", type=float, help="override the learning rate")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core machine)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -95,7 +99,7 @@ def main(argv=None):
     ensure_detector(out, args.cache)
     train_s, val_s = data.split()
     if args.smoke:
-        vcfg = VfcnConfig(n=8, m=8, nz=4, nh=8, nd=8)
+        vcfg = VfcnConfig(n=8, m=24, nz=4, nh=8, nd=8)
         tcfg = TrainConfig(steps=150, batch=4, log_every=50)
         train_s, val_s, augment_k = train_s[:16], val_s[:4], 0
         gains = [2.0, 8.0, 32.0]
@@ -106,6 +110,8 @@ def main(argv=None):
         tcfg.steps = args.steps
     if args.lmbda:
         tcfg.lmbda = args.lmbda
+    if args.lr:
+        tcfg.lr = args.lr
 
     key = f"{'smoke' if args.smoke else 'full'}-{sha256_file(out / 'front.onnx')[:12]}-{augment_k}"
     cache_file = args.cache / f"features-{key}.npy"
@@ -116,7 +122,11 @@ def main(argv=None):
         feats = features(out / "front.onnx", data.load_images(train_s), augment_k, tcfg.seed)
         np.save(cache_file, feats)
     print(f"training on {feats.shape[0]} feature maps ({time.time() - t0:.0f}s)", flush=True)
-    net = train(normalise(feats).astype(np.float16), vcfg, tcfg, log=lambda s: print(s, flush=True))
+    init = None
+    if args.init:
+        init = {k: v for k, v in torch.load(args.init).items() if not k.endswith(_TABLE_BUFFERS)}
+        print(f"continuing from {args.init}", flush=True)
+    net = train(normalise(feats).astype(np.float16), vcfg, tcfg, log=lambda s: print(s, flush=True), init=init)
 
     torch.save(net.state_dict(), args.cache / f"vfcn-{key}.pt")  # before export: a failed export keeps the training
     graphs = export_graphs(net, out)

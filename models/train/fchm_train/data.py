@@ -116,3 +116,29 @@ def augment(im: Image.Image, rng: random.Random) -> Image.Image:
     x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
     im = im.crop((x, y, x + cw, y + ch))
     return im.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else im
+
+
+def export_validation(out: Path) -> list[Path]:
+    """Write the validation set as image files (photos as they are, video frames as PNG)
+    so tools that take a folder, like `fchm eval --images`, see the same images."""
+    out.mkdir(parents=True, exist_ok=True)
+    _, val = split()
+    written = []
+    for s, im in zip(val, load_images(val)):
+        if s.frame >= 0:
+            path = out / f"{Path(s.source).stem}-{s.frame:04d}.png"
+            im.save(path)
+        else:
+            path = out / Path(s.source).name
+            path.write_bytes(Path(s.source).read_bytes())
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Write the fixed validation set into a folder.")
+    ap.add_argument("--export-val", type=Path, required=True, metavar="DIR")
+    files = export_validation(ap.parse_args().export_val)
+    print(f"{len(files)} validation images")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from .detector import sha256_file
 from .vfcn import FEATURE_CHANNELS, DecoderGraph, EncoderGraph, HyperEncoderGraph, Vfcn, scale_table
 
 SCHEMA = "fchm-bundle/1"
@@ -19,14 +20,6 @@ FEATURE_HW = 128
 Y_STRIDE = 1  # y is at the feature resolution, z at a quarter of it
 # Graphs the camera runs; the server loads the rest.
 EDGE_GRAPHS = ("front", "vfcn_enc", "vfcn_hyper_enc")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def bundle_id(files: dict[str, str]) -> str:

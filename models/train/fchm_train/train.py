@@ -60,12 +60,15 @@ def rd_loss(net: Vfcn, pbar: torch.Tensor, gain: torch.Tensor, lmbda: float):
     return bpp + lmbda * 255**2 * mse, bpp, mse
 
 
-def train(train_feats: np.ndarray, vcfg: VfcnConfig, cfg: TrainConfig, log=print) -> Vfcn:
-    """train_feats: normalised features [N, 24, 128, 128] (float16 or float32)."""
+def train(train_feats: np.ndarray, vcfg: VfcnConfig, cfg: TrainConfig, log=print, init: dict | None = None) -> Vfcn:
+    """train_feats: normalised features [N, 24, 128, 128] (float16 or float32).
+    `init`: a state dict to continue from (entropy-table buffers removed)."""
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     net = Vfcn(vcfg)
+    if init is not None:
+        net.load_state_dict(init, strict=False)
     aux_params = [p for n, p in net.named_parameters() if n.endswith("quantiles")]
     main_params = [p for n, p in net.named_parameters() if not n.endswith("quantiles")]
     opt = torch.optim.Adam(main_params, lr=cfg.lr)
