@@ -1,8 +1,10 @@
 """VFCN: variable-rate feature compression with Implicit Variable Normalisation.
 
 The camera-side feature P (24x128x128, the detector cut after
-expanded_conv_2/add) is min-max normalised per frame, multiplied by a gain g,
-and coded with a mean-scale hyperprior. The gain is the only rate knob.
+expanded_conv_2/add) is min-max normalised per frame (centred: values in
+[-0.5, 0.5]), multiplied by a gain g, and coded with a mean-scale hyperprior
+whose hyper-synthesis is an integer network (intnet.py). The gain is the only
+rate knob.
 
 Why the analysis and synthesis transforms have no biases and no GDN: a
 bias-free conv/LeakyReLU network is positively homogeneous, enc(g*x) =
