@@ -235,8 +235,18 @@ impl Manifest {
         if !(ivn.gain_min.is_finite() && ivn.gain_min > 0.0 && ivn.gain_max > ivn.gain_min) {
             return Err(field("ivn", "need 0 < gain_min < gain_max"));
         }
-        if self.input.layout != "NCHW" || self.input.colour != "RGB" {
-            return Err(field("input", "only NCHW RGB inputs are supported"));
+        // Preprocessing implements exactly one convention; refuse the rest
+        // rather than feed a graph pixels it was not trained on.
+        let i = &self.input;
+        if i.layout != "NCHW"
+            || i.colour != "RGB"
+            || i.range != [0.0, 255.0]
+            || i.resize != "stretch-bilinear"
+        {
+            return Err(field(
+                "input",
+                "only NCHW, RGB, range [0, 255], resize \"stretch-bilinear\" is supported",
+            ));
         }
         Ok(())
     }
