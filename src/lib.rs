@@ -9,8 +9,14 @@
 pub use fchm_codec as core;
 
 pub mod bench;
+pub mod capture;
 pub mod cli;
 pub mod codec;
+pub mod config;
+pub mod edge;
 pub mod eval;
 pub mod model;
 pub mod npy;
+pub mod rate;
+pub mod telemetry;
+pub mod transport;

@@ -63,6 +63,30 @@ pub enum BenchCommand {
         #[arg(long)]
         no_ort: bool,
     },
+    /// Rate control through the link emulator (2 → 0.4 → 4 Mbit/s), `auto`
+    /// next to a fixed-rate baseline, against the embedded broker.
+    Rate(RateBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RateBenchArgs {
+    #[arg(long, default_value = "models/centernet-vfcn")]
+    pub bundle: PathBuf,
+    /// The daemon binary; default: `fchmd` next to this executable.
+    #[arg(long)]
+    pub fchmd: Option<PathBuf>,
+    /// Seconds per schedule step.
+    #[arg(long, default_value_t = 15.0)]
+    pub step_secs: f64,
+    /// Frames per second the daemon captures.
+    #[arg(long, default_value_t = 3.0)]
+    pub fps: f64,
+    /// The fixed-rate baseline's target (kbit/s).
+    #[arg(long, default_value_t = 1500.0)]
+    pub baseline_kbps: f64,
+    /// Also write the reports as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +174,9 @@ pub fn run(cli: Cli) -> Result<()> {
                     no_ort,
                 },
         } => bench_inference(&bundle, runs, &graphs, no_ort),
+        Command::Bench {
+            what: BenchCommand::Rate(a),
+        } => bench_rate(a),
         Command::Eval(a) => eval(a),
     }
 }
@@ -338,5 +365,73 @@ fn bench_inference(dir: &Path, runs: usize, keys: &[String], no_ort: bool) -> Re
         }
     }
     println!("(medians of {runs} runs, 1 thread each, one process after the other)");
+    Ok(())
+}
+
+fn bench_rate(a: RateBenchArgs) -> Result<()> {
+    use crate::bench::rate::{self, DaemonSetup, RateSetting, Scenario};
+    let fchmd = match a.fchmd {
+        Some(p) => p,
+        None => std::env::current_exe()?
+            .parent()
+            .context("executable has no folder")?
+            .join("fchmd"),
+    };
+    let work = tempfile::tempdir()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let broker = crate::transport::broker::start("127.0.0.1:0".parse()?, 16 << 20)?;
+    let mut reports = Vec::new();
+    for (name, setting) in [
+        ("auto", RateSetting::Auto),
+        ("fixed", RateSetting::FixedKbps(a.baseline_kbps)),
+    ] {
+        let mut sc = Scenario::standard(a.step_secs, setting);
+        sc.fps = a.fps;
+        let setup = DaemonSetup {
+            fchmd: fchmd.clone(),
+            bundle: std::fs::canonicalize(&a.bundle)
+                .with_context(|| format!("bundle {}", a.bundle.display()))?,
+            workdir: work.path().join(name),
+            device: format!("bench-{name}"),
+        };
+        eprintln!(
+            "running {name} ({} s)...",
+            a.step_secs * sc.steps.len() as f64
+        );
+        let r = rt.block_on(rate::run(&setup, &sc, broker.addr))?;
+        reports.push((name, r));
+    }
+    println!("| mode | capacity kbit/s | settle s | encoded kbit/s | delivered kbit/s | utilisation | p95 capture→PUBACK ms |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, r) in &reports {
+        for s in &r.steps {
+            println!(
+                "| {name} | {:.0} | {} | {:.0} | {:.0} | {:.0} % | {} |",
+                s.capacity_kbps,
+                s.settle_s.map_or("never".into(), |t| format!("{t:.1}")),
+                s.encoded_kbps,
+                s.delivered_kbps,
+                s.utilisation * 100.0,
+                s.latency_p95_ms.map_or("-".into(), |v| format!("{v:.0}")),
+            );
+        }
+    }
+    for (name, r) in &reports {
+        println!(
+            "{name}: frames received by an independent subscriber: {}; final accounting: {}",
+            r.frames_received,
+            r.final_accounting
+                .as_ref()
+                .map_or("missing".into(), |v| v.to_string())
+        );
+    }
+    if let Some(path) = a.json {
+        let v: serde_json::Value = reports
+            .iter()
+            .map(|(n, r)| (n.to_string(), serde_json::to_value(r).unwrap_or_default()))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        std::fs::write(&path, serde_json::to_vec_pretty(&v)?)?;
+    }
     Ok(())
 }

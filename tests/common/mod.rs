@@ -1,6 +1,8 @@
 //! Shared by the integration tests: where the bundle, the photos and Python are.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

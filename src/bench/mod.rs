@@ -19,3 +19,6 @@ pub fn time_graph(graph: &Graph, runs: usize) -> Result<f64, crate::model::runti
     ms.sort_by(f64::total_cmp);
     Ok(ms[ms.len() / 2])
 }
+
+pub mod link;
+pub mod rate;
