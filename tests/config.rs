@@ -140,7 +140,7 @@ fn empty_file_is_all_defaults_and_defaults_are_documented_values() {
     assert_eq!(c.embedded_broker.listen.to_string(), "127.0.0.1:1883");
     assert_eq!(c.mqtt.topic_prefix, "fchm");
     assert_eq!(c.log.level, log::LevelFilter::Info);
-    assert_eq!(c.pipeline.queue_frames, 4);
+    assert_eq!(c.pipeline.queue_frames, 2);
 }
 
 #[test]

@@ -21,4 +21,5 @@ pub fn time_graph(graph: &Graph, runs: usize) -> Result<f64, crate::model::runti
 }
 
 pub mod link;
+pub mod pipeline;
 pub mod rate;

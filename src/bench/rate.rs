@@ -59,7 +59,7 @@ impl Scenario {
             rate,
             min_kbps: 100.0,
             max_kbps: 8000.0,
-            latency_bound_ms: 1000,
+            latency_bound_ms: 500,
         }
     }
 }
@@ -72,11 +72,31 @@ pub struct StepReport {
     pub delivered_kbps: f64,
     pub utilisation: f64,
     pub latency_p95_ms: Option<f64>,
+    /// The same over the step's last [`TAIL`] seconds, settled or not.
+    pub tail_encoded_kbps: f64,
+    pub tail_utilisation: f64,
+}
+
+/// The window at the end of each step that `tail_*` figures cover.
+pub const TAIL: f64 = 5.0;
+
+/// One `stats` interval, for plots and for seeing how the controller moved.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TimelinePoint {
+    pub t_s: f64,
+    pub capacity_kbps: f64,
+    pub encoded_kbps: f64,
+    pub target_kbps: f64,
+    pub gain: f64,
+    pub rtt_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+    pub bytes_in_flight: u64,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RunReport {
     pub steps: Vec<StepReport>,
+    pub timeline: Vec<TimelinePoint>,
     /// Distinct frame sequence numbers seen on `feat` by an independent subscriber.
     pub frames_received: u64,
     /// The daemon's last `stats` totals and drops.
@@ -301,7 +321,18 @@ pub async fn run(setup: &DaemonSetup, sc: &Scenario, broker: SocketAddr) -> Resu
             .iter()
             .filter_map(|x| x.stats["latency_ms"]["p95"].as_f64())
             .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
+        let tail: Vec<&&Sample> = inside
+            .iter()
+            .filter(|x| x.at.as_secs_f64() > t_end - TAIL)
+            .collect();
+        let tail_encoded_kbps = tail.iter().map(|x| enc(x)).sum::<f64>() / tail.len().max(1) as f64;
+        let tail_delivered = link.meter.kbps(
+            Duration::from_secs_f64(t_end - TAIL),
+            Duration::from_secs_f64(t_end),
+        );
         steps.push(StepReport {
+            tail_encoded_kbps,
+            tail_utilisation: tail_delivered / s.kbps,
             capacity_kbps: s.kbps,
             settle_s: settle_at.map(|t| t - t_begin),
             encoded_kbps,
@@ -311,8 +342,22 @@ pub async fn run(setup: &DaemonSetup, sc: &Scenario, broker: SocketAddr) -> Resu
         });
         t_begin = t_end;
     }
+    let timeline = samples
+        .iter()
+        .map(|x| TimelinePoint {
+            t_s: x.at.as_secs_f64(),
+            capacity_kbps: link.config.kbps_at(x.at),
+            encoded_kbps: x.stats["encoded_kbps"].as_f64().unwrap_or(0.0),
+            target_kbps: x.stats["target_kbps"].as_f64().unwrap_or(0.0),
+            gain: x.stats["gain"].as_f64().unwrap_or(0.0),
+            rtt_ms: x.stats["rtt_ms"].as_f64(),
+            latency_p95_ms: x.stats["latency_ms"]["p95"].as_f64(),
+            bytes_in_flight: x.stats["bytes_in_flight"].as_u64().unwrap_or(0),
+        })
+        .collect();
     Ok(RunReport {
         steps,
+        timeline,
         frames_received,
         last_stats,
         final_accounting,

@@ -66,6 +66,21 @@ pub enum BenchCommand {
     /// Rate control through the link emulator (2 → 0.4 → 4 Mbit/s), `auto`
     /// next to a fixed-rate baseline, against the embedded broker.
     Rate(RateBenchArgs),
+    /// fchmd's end-to-end frames per second (capture → encode → publish)
+    /// next to bare tract inference of the same graphs, and its peak RSS.
+    Pipeline {
+        #[arg(long, default_value = "models/centernet-vfcn")]
+        bundle: PathBuf,
+        /// The daemon binary; default: `fchmd` next to this executable.
+        #[arg(long)]
+        fchmd: Option<PathBuf>,
+        /// Seconds of steady running to average over.
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+        /// Runs per graph for the bare-inference median.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -177,6 +192,15 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             what: BenchCommand::Rate(a),
         } => bench_rate(a),
+        Command::Bench {
+            what:
+                BenchCommand::Pipeline {
+                    bundle,
+                    fchmd,
+                    seconds,
+                    runs,
+                },
+        } => bench_pipeline(&bundle, fchmd, seconds, runs),
         Command::Eval(a) => eval(a),
     }
 }
@@ -368,15 +392,52 @@ fn bench_inference(dir: &Path, runs: usize, keys: &[String], no_ort: bool) -> Re
     Ok(())
 }
 
-fn bench_rate(a: RateBenchArgs) -> Result<()> {
-    use crate::bench::rate::{self, DaemonSetup, RateSetting, Scenario};
-    let fchmd = match a.fchmd {
+/// `--fchmd`, or the `fchmd` installed next to this executable.
+fn fchmd_path(given: Option<PathBuf>) -> Result<PathBuf> {
+    Ok(match given {
         Some(p) => p,
         None => std::env::current_exe()?
             .parent()
             .context("executable has no folder")?
             .join("fchmd"),
-    };
+    })
+}
+
+fn bench_pipeline(bundle: &Path, fchmd: Option<PathBuf>, seconds: f64, runs: usize) -> Result<()> {
+    let fchmd = fchmd_path(fchmd)?;
+    let work = tempfile::tempdir()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let bundle =
+        std::fs::canonicalize(bundle).with_context(|| format!("bundle {}", bundle.display()))?;
+    let r = rt.block_on(crate::bench::pipeline::run(
+        &fchmd,
+        &bundle,
+        work.path(),
+        seconds,
+        runs,
+    ))?;
+    println!("| | frames/s | ms/frame |");
+    println!("|---|---|---|");
+    println!(
+        "| bare tract inference (front + vfcn_enc + vfcn_hyper_enc) | {:.2} | {:.0} |",
+        r.bare_fps, r.bare_ms
+    );
+    println!(
+        "| fchmd end to end (capture → encode → publish), encoded | {:.2} | {:.0} |",
+        r.daemon_encoded_fps,
+        1000.0 / r.daemon_encoded_fps
+    );
+    println!(
+        "ratio end-to-end / bare: {:.2}; acknowledged {:.2} frames/s",
+        r.ratio, r.daemon_sent_fps
+    );
+    println!("fchmd peak RSS (VmHWM): {:.0} MB", r.peak_rss_mb);
+    Ok(())
+}
+
+fn bench_rate(a: RateBenchArgs) -> Result<()> {
+    use crate::bench::rate::{self, DaemonSetup, RateSetting, Scenario};
+    let fchmd = fchmd_path(a.fchmd)?;
     let work = tempfile::tempdir()?;
     let rt = tokio::runtime::Runtime::new()?;
     let broker = crate::transport::broker::start("127.0.0.1:0".parse()?, 16 << 20)?;
@@ -401,18 +462,20 @@ fn bench_rate(a: RateBenchArgs) -> Result<()> {
         let r = rt.block_on(rate::run(&setup, &sc, broker.addr))?;
         reports.push((name, r));
     }
-    println!("| mode | capacity kbit/s | settle s | encoded kbit/s | delivered kbit/s | utilisation | p95 capture→PUBACK ms |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| mode | capacity kbit/s | settle s | encoded kbit/s | delivered kbit/s | utilisation | p95 capture→PUBACK ms | last 5 s: encoded kbit/s | last 5 s: utilisation |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (name, r) in &reports {
         for s in &r.steps {
             println!(
-                "| {name} | {:.0} | {} | {:.0} | {:.0} | {:.0} % | {} |",
+                "| {name} | {:.0} | {} | {:.0} | {:.0} | {:.0} % | {} | {:.0} | {:.0} % |",
                 s.capacity_kbps,
                 s.settle_s.map_or("never".into(), |t| format!("{t:.1}")),
                 s.encoded_kbps,
                 s.delivered_kbps,
                 s.utilisation * 100.0,
                 s.latency_p95_ms.map_or("-".into(), |v| format!("{v:.0}")),
+                s.tail_encoded_kbps,
+                s.tail_utilisation * 100.0,
             );
         }
     }

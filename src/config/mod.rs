@@ -252,14 +252,15 @@ impl Default for StatsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PipelineConfig {
-    /// Depth of each bounded queue in frames, 1..=1024; when full the oldest
-    /// frame is dropped and counted. Default: 4.
+    /// Frames waiting between capture and encoder, 1..=1024; when full the
+    /// oldest frame is dropped and counted. Each one adds an encode time of
+    /// latency. Default: 2.
     pub queue_frames: usize,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { queue_frames: 4 }
+        PipelineConfig { queue_frames: 2 }
     }
 }
 

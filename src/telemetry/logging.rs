@@ -21,18 +21,46 @@ pub const SYSLOG_IDENTIFIER: &str = "fchmd";
 /// Installs the logger chosen by `cfg` and sets the maximum level. Fails if
 /// journald was requested but cannot be reached, or a logger is already set.
 pub fn init(cfg: &LogConfig) -> anyhow::Result<()> {
-    if use_journal(cfg.target, systemd_journal_logger::connected_to_journal()) {
-        JournalLog::new()
-            .context("log.target: cannot open the journald socket")?
-            .with_syslog_identifier(SYSLOG_IDENTIFIER.to_owned())
-            .install()
-            .context("a logger is already installed")?;
-    } else {
-        log::set_boxed_logger(Box::new(StderrLogger { level: cfg.level }))
-            .context("a logger is already installed")?;
-    }
+    let inner: Box<dyn Log> =
+        if use_journal(cfg.target, systemd_journal_logger::connected_to_journal()) {
+            Box::new(
+                JournalLog::new()
+                    .context("log.target: cannot open the journald socket")?
+                    .with_syslog_identifier(SYSLOG_IDENTIFIER.to_owned()),
+            )
+        } else {
+            Box::new(StderrLogger { level: cfg.level })
+        };
+    log::set_boxed_logger(Box::new(Quiet { inner })).context("a logger is already installed")?;
     log::set_max_level(cfg.level);
     Ok(())
+}
+
+/// Drops the embedded broker's records. rumqttd traces through `tracing`,
+/// whose `log` bridge turns every span of every packet into an ERROR-level
+/// line; the daemon logs the broker's start and failures itself.
+struct Quiet {
+    inner: Box<dyn Log>,
+}
+
+pub fn is_broker_noise(target: &str) -> bool {
+    target.starts_with("rumqttd") || target.starts_with("tracing")
+}
+
+impl Log for Quiet {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        !is_broker_noise(metadata.target()) && self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !is_broker_noise(record.target()) {
+            self.inner.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.inner.flush();
+    }
 }
 
 /// `auto` means journald only when our stderr *is* the journal stream
