@@ -25,16 +25,27 @@ fn a_bad_config_exits_78_and_names_the_key() {
         let out = fchmd(&args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(78), "{args:?}: {err}");
-        assert!(err.contains("rate.target_kbps") && err.contains("-5"), "{args:?}: {err}");
+        assert!(
+            err.contains("rate.target_kbps") && err.contains("-5"),
+            "{args:?}: {err}"
+        );
     }
 }
 
 #[test]
 fn a_bad_override_exits_78_and_names_the_key() {
-    let out = fchmd(&["--broker", "http://nowhere", "--check-config", "config/fchmd-demo.toml"]);
+    let out = fchmd(&[
+        "--broker",
+        "http://nowhere",
+        "--check-config",
+        "config/fchmd-demo.toml",
+    ]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{err}");
-    assert!(err.contains("mqtt.broker") && err.contains("http://nowhere"), "{err}");
+    assert!(
+        err.contains("mqtt.broker") && err.contains("http://nowhere"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -49,6 +60,10 @@ fn check_config_accepts_the_demo_config_with_a_real_bundle() {
     );
     std::fs::write(&good, text).unwrap();
     let out = fchmd(&["--check-config", good.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 }

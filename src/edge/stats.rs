@@ -128,8 +128,7 @@ impl StatsBuilder {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(0);
-        let v = json!({
-            "device": self.device,
+        let rates = json!({
             "ts_us": ts_us,
             "interval_s": link.interval_s,
             "connected": link.connected,
@@ -151,13 +150,12 @@ impl StatsBuilder {
             "bytes_in_flight": link.in_flight_bytes,
             "frames_in_flight": link.in_flight_frames,
             "live_queue": link.live_queue,
-            "spool_depth": link.spool_depth,
-            "spool_bytes": link.spool_bytes,
-            "reconnects": link.reconnects,
-            "refused_commands": link.refused_commands,
-            "dropped": self.dropped(link),
-            "totals": self.totals(link),
         });
+        // The periodic payload is the final accounting plus this interval's rates.
+        let mut v = self.accounting(link);
+        if let (Some(obj), serde_json::Value::Object(extra)) = (v.as_object_mut(), rates) {
+            obj.extend(extra);
+        }
         self.last = now;
         v
     }
