@@ -183,12 +183,9 @@ pub fn stop_daemon(child: Child) -> Result<Option<serde_json::Value>> {
         libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
     }
     let out = child.wait_with_output().context("waiting for fchmd")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text
-        .lines()
-        .filter_map(|l| l.strip_prefix(crate::edge::FINAL_PREFIX))
-        .filter_map(|j| serde_json::from_str(j).ok())
-        .next_back())
+    Ok(crate::edge::parse_final_accounting(
+        &String::from_utf8_lossy(&out.stdout),
+    ))
 }
 
 fn percent_band(x: f64, c: f64) -> bool {

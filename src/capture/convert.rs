@@ -177,6 +177,25 @@ fn check_size(format: &'static str, width: u32, height: u32) -> Result<(), Conve
 }
 
 /// Bytes a strided image of `rows` rows needs: the last row need not be padded to the stride.
+fn ensure_len(
+    format: &'static str,
+    width: u32,
+    height: u32,
+    needed: usize,
+    got: usize,
+) -> Result<(), ConvertError> {
+    if got < needed {
+        return Err(ConvertError::BufferTooShort {
+            format,
+            width,
+            height,
+            needed,
+            got,
+        });
+    }
+    Ok(())
+}
+
 fn strided_len(stride: usize, row: usize, rows: usize) -> Option<usize> {
     stride.checked_mul(rows.checked_sub(1)?)?.checked_add(row)
 }
@@ -208,15 +227,7 @@ pub fn yuyv_to_rgb(
         width,
         height,
     })?;
-    if src.len() < needed {
-        return Err(ConvertError::BufferTooShort {
-            format: FORMAT,
-            width,
-            height,
-            needed,
-            got: src.len(),
-        });
-    }
+    ensure_len(FORMAT, width, height, needed, src.len())?;
     let c = Coeffs::for_range(range);
     let mut out = RgbImage::new(width, height);
     for (dst, line) in out.chunks_exact_mut(w * 3).zip(src.chunks(stride)) {
@@ -260,15 +271,7 @@ pub fn nv12_to_rgb(
     let needed = strided_len(stride, chroma_row, h.div_ceil(2))
         .and_then(|n| n.checked_add(chroma_start))
         .ok_or(too_large)?;
-    if src.len() < needed {
-        return Err(ConvertError::BufferTooShort {
-            format: FORMAT,
-            width,
-            height,
-            needed,
-            got: src.len(),
-        });
-    }
+    ensure_len(FORMAT, width, height, needed, src.len())?;
     let c = Coeffs::for_range(range);
     let (luma, chroma) = src.split_at(chroma_start);
     let mut out = RgbImage::new(width, height);
@@ -297,15 +300,7 @@ pub fn planar_to_rgb(
         width,
         height,
     })?;
-    if src.len() < needed {
-        return Err(ConvertError::BufferTooShort {
-            format: FORMAT,
-            width,
-            height,
-            needed,
-            got: src.len(),
-        });
-    }
+    ensure_len(FORMAT, width, height, needed, src.len())?;
     let c = Coeffs::for_range(range);
     let w = width as usize;
     let (luma, chroma) = src.split_at(w * height as usize);

@@ -45,8 +45,6 @@ pub struct Limits {
 pub struct RateControl {
     pub settings: Arc<Mutex<Settings>>,
     pub planner: Arc<Mutex<Planner>>,
-    /// Mirrors `settings.mode` as text for the stats payload.
-    pub mode_label: Arc<Mutex<String>>,
     pub limits: Limits,
 }
 
@@ -57,7 +55,6 @@ impl RateControl {
 
     fn store(&self, s: Settings) {
         *self.settings.lock().unwrap_or_else(|p| p.into_inner()) = s;
-        *self.mode_label.lock().unwrap_or_else(|p| p.into_inner()) = mode_name(s.mode).into();
         self.planner
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -17,7 +17,7 @@ use anyhow::{Context, Result};
 use image::RgbImage;
 use tokio::sync::{mpsc, watch};
 
-use super::control::{mode_name, Limits, RateControl, Settings};
+use super::control::{Limits, RateControl, Settings};
 use super::queue::DropOldest;
 use super::stats::{EdgeCounters, StatsBuilder};
 use crate::capture::{self, CaptureOptions, Reopening, Source, SourceSpec};
@@ -32,6 +32,15 @@ use crate::transport::{broker, OutFrame, Topics, Uplink, UplinkConfig};
 
 /// Prefix of the line `fchmd` prints on stdout at exit: its final counters as JSON.
 pub const FINAL_PREFIX: &str = "fchmd-final-accounting ";
+
+/// The final accounting in `fchmd`'s stdout, if it printed one.
+pub fn parse_final_accounting(stdout: &str) -> Option<serde_json::Value> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix(FINAL_PREFIX))
+        .filter_map(|j| serde_json::from_str(j).ok())
+        .next_back()
+}
 
 /// The bundle input size the rate table's bits per pixel refer to.
 fn pixels_per_frame(bundle: &Bundle) -> f64 {
@@ -332,7 +341,6 @@ async fn run_async(cfg: Config) -> Result<()> {
         latency_bound,
     })));
     let settings = Arc::new(Mutex::new(settings));
-    let mode_label = Arc::new(Mutex::new(mode_name(cfg.rate.mode).to_string()));
     let counters = Arc::new(EdgeCounters::default());
 
     let (spool, recovery) = Spool::open(SpoolConfig {
@@ -371,7 +379,6 @@ async fn run_async(cfg: Config) -> Result<()> {
     let control = RateControl {
         settings: settings.clone(),
         planner: planner.clone(),
-        mode_label: mode_label.clone(),
         limits: Limits {
             min_kbps: cfg.rate.min_kbps,
             max_kbps: cfg.rate.max_kbps,
@@ -385,7 +392,7 @@ async fn run_async(cfg: Config) -> Result<()> {
             counters.clone(),
             planner.clone(),
             controller.clone(),
-            mode_label.clone(),
+            settings.clone(),
         )
     };
     let mut stats = new_stats();

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 pub use control::{Limits, RateControl, Settings};
-pub use daemon::{check, run, FINAL_PREFIX};
+pub use daemon::{check, parse_final_accounting, run, FINAL_PREFIX};
 pub use queue::DropOldest;
 pub use stats::{EdgeCounters, StatsBuilder};
 

@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
+use super::control::{mode_name, Settings};
 use crate::rate::{Controller, Planner};
 use crate::transport::LinkReport;
 
@@ -40,7 +41,7 @@ pub struct StatsBuilder {
     pub counters: Arc<EdgeCounters>,
     pub planner: Arc<Mutex<Planner>>,
     pub controller: Arc<Mutex<Controller>>,
-    pub rate_mode: Arc<Mutex<String>>,
+    pub settings: Arc<Mutex<Settings>>,
     last: Snapshot,
 }
 
@@ -50,14 +51,14 @@ impl StatsBuilder {
         counters: Arc<EdgeCounters>,
         planner: Arc<Mutex<Planner>>,
         controller: Arc<Mutex<Controller>>,
-        rate_mode: Arc<Mutex<String>>,
+        settings: Arc<Mutex<Settings>>,
     ) -> Self {
         Self {
             device,
             counters,
             planner,
             controller,
-            rate_mode,
+            settings,
             last: Snapshot::default(),
         }
     }
@@ -123,7 +124,11 @@ impl StatsBuilder {
                 )
             })
             .unwrap_or((f64::NAN, None, f64::NAN));
-        let mode = self.rate_mode.lock().map(|m| m.clone()).unwrap_or_default();
+        let mode = self
+            .settings
+            .lock()
+            .map(|s| mode_name(s.mode))
+            .unwrap_or_default();
         let ts_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)

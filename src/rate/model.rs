@@ -213,13 +213,13 @@ fn interpolate(pts: &[(f64, f64)], x: f64) -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    const PIXELS: f64 = 512.0 * 512.0;
+    pub(in crate::rate) const PIXELS: f64 = 512.0 * 512.0;
 
     /// The shipped bundle's table (centernet-vfcn), rounded.
-    fn table() -> Vec<RatePoint> {
+    pub(in crate::rate) fn table() -> Vec<RatePoint> {
         [
             (1.0, 0.253),
             (1.8114, 0.339),
@@ -239,7 +239,7 @@ mod tests {
         .collect()
     }
 
-    fn model() -> RateModel {
+    pub(in crate::rate) fn model() -> RateModel {
         RateModel::from_table(&table(), 1.0, 64.0, PIXELS).unwrap()
     }
 

@@ -276,31 +276,9 @@ impl Planner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::manifest::RatePoint;
+    use crate::rate::model::tests::model;
 
-    const PIXELS: f64 = 512.0 * 512.0;
     const FPS: f64 = 10.0;
-
-    fn model() -> RateModel {
-        let table: Vec<RatePoint> = [
-            (1.0, 0.253),
-            (1.8114, 0.339),
-            (3.2813, 0.625),
-            (5.944, 1.215),
-            (10.7672, 2.114),
-            (19.5042, 3.295),
-            (35.3309, 4.682),
-            (64.0, 6.988),
-        ]
-        .iter()
-        .map(|&(gain, bpp)| RatePoint {
-            gain,
-            bpp,
-            map50: 0.5,
-        })
-        .collect();
-        RateModel::from_table(&table, 1.0, 64.0, PIXELS).unwrap()
-    }
 
     fn planner(mode: Mode, hysteresis: f64) -> Planner {
         let cfg = PlannerConfig {

@@ -487,6 +487,32 @@ impl Spool {
         Ok(out)
     }
 
+    /// The record at `index` from the front (0 = oldest), or `None` past the
+    /// end. Reads only that record, so walking a backlog costs one read per
+    /// record rather than [`Spool::peek`]'s re-read of everything before it.
+    pub fn nth(&mut self, index: usize) -> Result<Option<Vec<u8>>, SpoolError> {
+        let Spool {
+            cfg,
+            sealed,
+            tail,
+            reader,
+            ..
+        } = self;
+        let mut i = 0usize;
+        for seg in sealed.iter().chain([&*tail]) {
+            let mut offset = seg.start;
+            for &len in &seg.lens {
+                if i == index {
+                    return read_record(reader, &cfg.dir, seg.id, offset, len, index as u64)
+                        .map(Some);
+                }
+                i += 1;
+                offset += framed_len(len);
+            }
+        }
+        Ok(None)
+    }
+
     /// Removes the oldest `n` records, durably under [`SyncPolicy::EveryRecord`].
     /// Call it only once they were acknowledged. Asking for more than
     /// [`Spool::len`] is a caller bug: it fails with
@@ -1307,6 +1333,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         fs::write(segment_path(dir.path(), 0), bytes).unwrap();
         dir
+    }
+
+    #[test]
+    fn nth_reads_the_record_peek_would_return_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        // Small segments so the records span several files.
+        let (mut spool, _) = Spool::open(config(dir.path(), 1 << 20, 256)).unwrap();
+        let records: Vec<Vec<u8>> = (0..12).map(|i| rec(i, 40 + i)).collect();
+        for r in &records {
+            spool.push(r).unwrap();
+        }
+        assert!(segment_files(dir.path()).len() > 1);
+        spool.consume(3).unwrap();
+        for (i, want) in records[3..].iter().enumerate() {
+            assert_eq!(spool.nth(i).unwrap().as_ref(), Some(want), "record {i}");
+        }
+        assert_eq!(spool.nth(records.len() - 3).unwrap(), None);
     }
 
     #[test]

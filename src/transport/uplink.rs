@@ -135,12 +135,6 @@ impl Drop for Connection {
     }
 }
 
-/// Shared counters other parts of the daemon read (watchdog, tests).
-#[derive(Debug, Default)]
-pub struct UplinkTotals {
-    pub acked_frames: std::sync::atomic::AtomicU64,
-}
-
 pub struct Uplink {
     cfg: UplinkConfig,
     spool: Spool,
@@ -160,7 +154,6 @@ pub struct Uplink {
     report: LinkReport,
     latencies: Vec<f64>,
     interval_start: Instant,
-    pub totals: Arc<UplinkTotals>,
 }
 
 fn now_us() -> u64 {
@@ -210,7 +203,6 @@ impl Uplink {
             report,
             latencies: Vec::new(),
             interval_start: Instant::now(),
-            totals: Arc::default(),
         }
     }
 
@@ -349,9 +341,8 @@ impl Uplink {
             let busy = self.in_flight_bytes();
             let window = self.window_bytes();
             let next = if self.draining {
-                match self.spool.peek(self.spool_in_flight + 1) {
-                    Ok(mut recs) if recs.len() > self.spool_in_flight => {
-                        let bytes = recs.pop().expect("len checked");
+                match self.spool.nth(self.spool_in_flight) {
+                    Ok(Some(bytes)) => {
                         match FrameRef::parse(&bytes) {
                             Ok(fr) => {
                                 Some((fr.header.sequence, fr.header.timestamp_us, bytes, true))
@@ -370,7 +361,7 @@ impl Uplink {
                             Err(_) => None,
                         }
                     }
-                    Ok(_) => {
+                    Ok(None) => {
                         if self.spool_in_flight == 0 {
                             self.draining = false;
                         }
@@ -550,9 +541,6 @@ impl Uplink {
             self.report.acked_frames += 1;
             self.report.acked_bytes += f.len as u64;
             self.report.total_acked_frames += 1;
-            self.totals
-                .acked_frames
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         if self.draining && self.spool.is_empty() && self.spool_in_flight == 0 {
             self.draining = false;
@@ -627,11 +615,12 @@ impl Uplink {
     fn snapshot(&mut self) {
         let mut lat = std::mem::take(&mut self.latencies);
         lat.sort_by(f64::total_cmp);
+        let in_flight_bytes = self.in_flight_bytes();
         let r = &mut self.report;
         r.connected = self.conn.as_ref().is_some_and(|c| c.up);
         r.interval_s = self.interval_start.elapsed().as_secs_f64();
         r.in_flight_frames = self.in_flight.len() as u64;
-        r.in_flight_bytes = self.in_flight.iter().map(|f| f.len as u64).sum();
+        r.in_flight_bytes = in_flight_bytes;
         r.live_queue = self.live.len() as u64;
         r.spool_depth = self.spool.len();
         r.spool_bytes = self.spool.bytes();

@@ -194,11 +194,7 @@ impl Daemon {
             out.status,
             self.log()
         );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.strip_prefix(fchm::edge::FINAL_PREFIX))
-            .filter_map(|j| serde_json::from_str(j).ok())
-            .next_back()
+        fchm::edge::parse_final_accounting(&String::from_utf8_lossy(&out.stdout))
             .unwrap_or_else(|| panic!("no final accounting line; log:\n{}", self.log()))
     }
 }
