@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for p in ffmpeg darknet opencv-doc fonts-dejavu-core; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+# libclang-dev: the v4l crate generates its V4L2 bindings with bindgen.
+for p in ffmpeg darknet opencv-doc fonts-dejavu-core libclang-dev; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
@@ -18,4 +19,4 @@ python3 -m pip install -q --disable-pip-version-check -r models/train/requiremen
 # --all-targets: the same dependency features as `cargo test`, so tract is
 # compiled once for both.
 cargo build --workspace --all-targets
-echo "setup done: try scripts/demo.sh"
+echo "setup done: scripts/demo.sh runs the one-process demo (dashboard URL printed)"

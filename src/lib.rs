@@ -18,5 +18,6 @@ pub mod eval;
 pub mod model;
 pub mod npy;
 pub mod rate;
+pub mod server;
 pub mod telemetry;
 pub mod transport;

@@ -23,3 +23,4 @@ pub fn time_graph(graph: &Graph, runs: usize) -> Result<f64, crate::model::runti
 pub mod link;
 pub mod pipeline;
 pub mod rate;
+pub mod server;

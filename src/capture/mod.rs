@@ -30,6 +30,7 @@ pub use format_choice::{
 pub use image::RgbImage;
 pub use mjpeg::{decode_jpeg, MjpegError};
 pub use reopen::{Backoff, Reopening, Sleep, ThreadSleep};
+pub use scene::frame as scene_frame;
 pub use v4l2::STALL_TIMEOUT;
 pub use y4m::{
     Colorspace as Y4mColorspace, Interlace as Y4mInterlace, Y4mError, Y4mHeader, Y4mReader,

@@ -30,6 +30,12 @@ static FRAMES: [&[u8]; 48] = frames!(
 "040" "041" "042" "043" "044" "045" "046" "047"
 );
 
+/// Frame `index` (modulo the clip's length) of the test scene, decoded.
+pub fn frame(index: usize) -> Result<RgbImage, CaptureError> {
+    let index = index % FRAMES.len();
+    decode_jpeg(FRAMES[index]).map_err(|source| CaptureError::Scene { index, source })
+}
+
 pub(crate) struct TestScene {
     next: usize,
 }
@@ -45,9 +51,7 @@ impl Source for TestScene {
         let index = self.next;
         self.next = (self.next + 1) % FRAMES.len();
         // Decoded on demand: ~1 MB of JPEG instead of ~16 MB of RGB held for the process life.
-        decode_jpeg(FRAMES[index])
-            .map(Some)
-            .map_err(|source| CaptureError::Scene { index, source })
+        frame(index).map(Some)
     }
 
     fn describe(&self) -> String {

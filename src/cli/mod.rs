@@ -9,8 +9,10 @@ use clap::{Args, Parser, Subcommand};
 use fchm_codec::container::FrameRef;
 use serde_json::json;
 
+mod demo;
+
 use crate::codec::{FeatureDecoder, FeatureEncoder, FrameMeta};
-use crate::model::{Bundle, Role};
+use crate::model::{Bundle, LabelledBox, Role};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +44,9 @@ pub enum Command {
     },
     /// Rate–distortion of the machine layer against JPEG and WebP, with BD-rates.
     Eval(EvalArgs),
+    /// The whole system in one process: embedded broker, fchmd on the test
+    /// scene, fchm-server; prints the dashboard URL.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +85,21 @@ pub enum BenchCommand {
         /// Runs per graph for the bare-inference median.
         #[arg(long, default_value_t = 10)]
         runs: usize,
+    },
+    /// fchm-server: frames/s decoded per core, and the scaling from one
+    /// instance to several on one shared subscription (embedded broker).
+    Server {
+        #[arg(long, default_value = "models/centernet-vfcn")]
+        bundle: PathBuf,
+        /// The server binary; default: `fchm-server` next to this executable.
+        #[arg(long)]
+        server: Option<PathBuf>,
+        /// Frames published per run.
+        #[arg(long, default_value_t = 24)]
+        frames: usize,
+        /// Runs with 1, 2, … up to this many instances.
+        #[arg(long, default_value_t = 2)]
+        instances: usize,
     },
 }
 
@@ -201,7 +221,17 @@ pub fn run(cli: Cli) -> Result<()> {
                     runs,
                 },
         } => bench_pipeline(&bundle, fchmd, seconds, runs),
+        Command::Bench {
+            what:
+                BenchCommand::Server {
+                    bundle,
+                    server,
+                    frames,
+                    instances,
+                },
+        } => bench_server(&bundle, server, frames, instances),
         Command::Eval(a) => eval(a),
+        Command::Demo(a) => demo::run(a),
     }
 }
 
@@ -302,11 +332,7 @@ fn decode(a: DecodeArgs) -> Result<()> {
         let j = json!({"z": out.z_symbols, "y": out.y_symbols});
         fs::write(p, j.to_string()).with_context(|| format!("writing {}", p.display()))?;
     }
-    let dets: Vec<_> = out
-        .detections
-        .iter()
-        .map(|d| json!({"class": d.class_name(), "class_id": d.class, "score": d.score, "box": [d.x1, d.y1, d.x2, d.y2]}))
-        .collect();
+    let dets: Vec<LabelledBox> = out.detections.iter().map(LabelledBox::from).collect();
     let doc = json!({"sequence": out.header.sequence, "timestamp_us": out.header.timestamp_us, "detections": dets});
     match &a.detections {
         Some(p) => fs::write(p, serde_json::to_string_pretty(&doc)?)
@@ -393,18 +419,47 @@ fn bench_inference(dir: &Path, runs: usize, keys: &[String], no_ort: bool) -> Re
 }
 
 /// `--fchmd`, or the `fchmd` installed next to this executable.
-fn fchmd_path(given: Option<PathBuf>) -> Result<PathBuf> {
+/// `given`, or the binary `name` next to this executable.
+fn sibling_exe(given: Option<PathBuf>, name: &str) -> Result<PathBuf> {
     Ok(match given {
         Some(p) => p,
         None => std::env::current_exe()?
             .parent()
             .context("executable has no folder")?
-            .join("fchmd"),
+            .join(name),
     })
 }
 
+fn bench_server(
+    bundle: &Path,
+    server: Option<PathBuf>,
+    frames: usize,
+    instances: usize,
+) -> Result<()> {
+    let exe = sibling_exe(server, "fchm-server")?;
+    let runs = crate::bench::server::run(&exe, bundle, frames, instances)?;
+    println!("| instances (1 decode thread each) | frames | seconds | frames/s | frames/s per core | frames per instance |");
+    println!("|---|---:|---:|---:|---:|---|");
+    for r in &runs {
+        println!(
+            "| {} | {} | {:.1} | {:.2} | {:.2} | {:?} |",
+            r.instances, r.frames, r.seconds, r.fps, r.fps_per_core, r.split
+        );
+    }
+    if let (Some(one), Some(last)) = (runs.first(), runs.last()) {
+        if last.instances > 1 {
+            println!(
+                "scaling 1 → {} instances: {:.2}× the frames/s",
+                last.instances,
+                last.fps / one.fps
+            );
+        }
+    }
+    Ok(())
+}
+
 fn bench_pipeline(bundle: &Path, fchmd: Option<PathBuf>, seconds: f64, runs: usize) -> Result<()> {
-    let fchmd = fchmd_path(fchmd)?;
+    let fchmd = sibling_exe(fchmd, "fchmd")?;
     let work = tempfile::tempdir()?;
     let rt = tokio::runtime::Runtime::new()?;
     let bundle =
@@ -437,7 +492,7 @@ fn bench_pipeline(bundle: &Path, fchmd: Option<PathBuf>, seconds: f64, runs: usi
 
 fn bench_rate(a: RateBenchArgs) -> Result<()> {
     use crate::bench::rate::{self, DaemonSetup, RateSetting, Scenario};
-    let fchmd = fchmd_path(a.fchmd)?;
+    let fchmd = sibling_exe(a.fchmd, "fchmd")?;
     let work = tempfile::tempdir()?;
     let rt = tokio::runtime::Runtime::new()?;
     let broker = crate::transport::broker::start("127.0.0.1:0".parse()?, 16 << 20)?;

@@ -125,6 +125,28 @@ impl Detection {
     }
 }
 
+/// A detection as JSON shows it (`fchm decode`, the server's `detections`
+/// topic and API): class name and id, score, box `[x1, y1, x2, y2]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelledBox {
+    pub class: String,
+    pub class_id: u32,
+    pub score: f32,
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+}
+
+impl From<&Detection> for LabelledBox {
+    fn from(d: &Detection) -> Self {
+        Self {
+            class: d.class_name().to_owned(),
+            class_id: d.class,
+            score: d.score,
+            bbox: [d.x1, d.y1, d.x2, d.y2],
+        }
+    }
+}
+
 /// Post-processing of the raw `[100, 6]` detections (x1, y1, x2, y2, score, class).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PostProcess {

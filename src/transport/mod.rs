@@ -1,6 +1,7 @@
 //! MQTT transport: topics, session settings, the uplink task, the embedded
 //! broker and the on-disk spool.
 
+pub mod backoff;
 pub mod broker;
 pub mod mqtt;
 pub mod spool;

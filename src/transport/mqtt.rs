@@ -58,19 +58,26 @@ impl SessionConfig {
     /// Options for one connection. Files are read each time so a rotated
     /// certificate is picked up on the next reconnect.
     pub fn options(&self, topics: &Topics) -> Result<MqttOptions, SessionError> {
+        self.options_with_will(Some(LastWill::new(
+            topics.available(),
+            "offline",
+            QoS::AtLeastOnce,
+            true,
+        )))
+    }
+
+    /// Options with an optional last will: a device has one, a server none.
+    pub fn options_with_will(&self, will: Option<LastWill>) -> Result<MqttOptions, SessionError> {
         let mut o = MqttOptions::new(&self.client_id, &self.host, self.port);
         o.set_keep_alive(self.keep_alive)
             .set_max_packet_size(self.max_packet_bytes, self.max_packet_bytes)
             .set_clean_session(true)
             // Our own window keeps far fewer frames in flight; this only
             // has to never be the limit.
-            .set_inflight(self.max_in_flight.saturating_add(16))
-            .set_last_will(LastWill::new(
-                topics.available(),
-                "offline",
-                QoS::AtLeastOnce,
-                true,
-            ));
+            .set_inflight(self.max_in_flight.saturating_add(16));
+        if let Some(w) = will {
+            o.set_last_will(w);
+        }
         if let Some((user, pass)) = &self.credentials {
             o.set_credentials(user, pass);
         }

@@ -45,6 +45,11 @@ impl Topics {
         format!("{}/stats", self.base)
     }
 
+    /// The server's detections for this device's frames (JSON).
+    pub fn detections(&self) -> String {
+        format!("{}/detections", self.base)
+    }
+
     /// The filter the device subscribes to for commands.
     pub fn set_filter(&self) -> String {
         format!("{}/set/+", self.base)
@@ -67,9 +72,84 @@ impl Topics {
     }
 }
 
+/// What a message on one device's topic is, seen from the fleet side (the server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaf<'t> {
+    Available,
+    Model,
+    Feat,
+    Aux,
+    Stats,
+    Detections,
+    State(&'t str),
+    Set(&'t str),
+}
+
+/// `<prefix>/<device>/<leaf>`: the device and leaf of a topic under `prefix`,
+/// or `None` for anything else (another prefix, an empty device, extra levels).
+pub fn parse_fleet<'t>(prefix: &str, topic: &'t str) -> Option<(&'t str, Leaf<'t>)> {
+    let rest = topic.strip_prefix(prefix)?.strip_prefix('/')?;
+    let (device, leaf) = rest.split_once('/')?;
+    if device.is_empty() {
+        return None;
+    }
+    let keyed = |k: &'t str| (!k.is_empty() && !k.contains('/')).then_some(k);
+    let leaf = match leaf {
+        "available" => Leaf::Available,
+        "model" => Leaf::Model,
+        "feat" => Leaf::Feat,
+        "aux" => Leaf::Aux,
+        "stats" => Leaf::Stats,
+        "detections" => Leaf::Detections,
+        l => {
+            if let Some(k) = l.strip_prefix("state/") {
+                Leaf::State(keyed(k)?)
+            } else if let Some(k) = l.strip_prefix("set/") {
+                Leaf::Set(keyed(k)?)
+            } else {
+                return None;
+            }
+        }
+    };
+    Some((device, leaf))
+}
+
+/// The filter for one leaf across the fleet: `<prefix>/+/<leaf>`.
+pub fn fleet_filter(prefix: &str, leaf: &str) -> String {
+    format!("{prefix}/+/{leaf}")
+}
+
+/// A shared subscription on `filter`: the broker gives each message to one
+/// member of `group` (MQTT 5 `$share`, which Mosquitto, EMQX and rumqttd
+/// also honour for 3.1.1 clients).
+pub fn shared(group: &str, filter: &str) -> String {
+    format!("$share/{group}/{filter}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fleet_topics_name_device_and_leaf() {
+        assert_eq!(
+            parse_fleet("fchm", "fchm/cam-1/feat"),
+            Some(("cam-1", Leaf::Feat))
+        );
+        assert_eq!(
+            parse_fleet("fchm", "fchm/cam-1/state/gain"),
+            Some(("cam-1", Leaf::State("gain")))
+        );
+        assert_eq!(parse_fleet("fchm", "fchm//feat"), None);
+        assert_eq!(parse_fleet("fchm", "fchmx/cam/feat"), None);
+        assert_eq!(parse_fleet("fchm", "fchm/cam/feat/x"), None);
+        assert_eq!(parse_fleet("fchm", "fchm/cam/state/"), None);
+        assert_eq!(parse_fleet("fchm", "fchm/cam"), None);
+        assert_eq!(
+            shared("g", &fleet_filter("fchm", "feat")),
+            "$share/g/fchm/+/feat"
+        );
+    }
 
     #[test]
     fn topics_follow_the_device_prefix() {

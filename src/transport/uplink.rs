@@ -26,6 +26,7 @@ use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Incoming, Outgoing
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::backoff::Backoff;
 use super::mqtt::SessionConfig;
 use super::spool::Spool;
 use super::topics::{Topics, SETTABLE};
@@ -143,7 +144,7 @@ pub struct Uplink {
     stats_fmt: StatsFormatter,
     conn: Option<Connection>,
     next_attempt: Instant,
-    backoff: Duration,
+    backoff: Backoff,
     tags: VecDeque<Tag>,
     in_flight: VecDeque<InFlight>,
     live: VecDeque<OutFrame>,
@@ -180,7 +181,7 @@ impl Uplink {
         stats_fmt: StatsFormatter,
     ) -> Self {
         let draining = !spool.is_empty();
-        let backoff = cfg.reconnect_min;
+        let backoff = Backoff::new(cfg.reconnect_min, cfg.reconnect_max);
         let report = LinkReport {
             spool_recovered: spool.len(),
             ..LinkReport::default()
@@ -265,11 +266,7 @@ impl Uplink {
     }
 
     fn schedule_reconnect(&mut self) {
-        // Full jitter on a capped exponential backoff, so a fleet that lost
-        // the same broker does not come back in lockstep.
-        let jittered = self.backoff.mul_f64(0.5 + fastrand::f64() * 0.5);
-        self.next_attempt = Instant::now() + jittered;
-        self.backoff = (self.backoff * 2).min(self.cfg.reconnect_max);
+        self.next_attempt = Instant::now() + self.backoff.next_delay();
     }
 
     fn up(&self) -> bool {
@@ -477,7 +474,7 @@ impl Uplink {
         if let Some(c) = self.conn.as_mut() {
             c.up = true;
         }
-        self.backoff = self.cfg.reconnect_min;
+        self.backoff.reset();
         if let Some(c) = self.conn.as_ref() {
             if let Err(e) = c
                 .client
