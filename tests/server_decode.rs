@@ -63,7 +63,11 @@ fn corrupted_substreams_with_a_valid_crc_never_panic() {
     for case in 0..16u64 {
         let mut f = Frame::parse(&good).unwrap();
         f.header.sequence = 1000 + case;
-        let kind = if case % 2 == 0 { SubstreamKind::Z } else { SubstreamKind::Y };
+        let kind = if case % 2 == 0 {
+            SubstreamKind::Z
+        } else {
+            SubstreamKind::Y
+        };
         let s = f.substreams.iter_mut().find(|s| s.kind == kind).unwrap();
         match case % 4 {
             // A burst of flipped bytes somewhere in the data.
@@ -90,6 +94,9 @@ fn corrupted_substreams_with_a_valid_crc_never_panic() {
         *outcomes.entry(label).or_default() += 1;
     }
     // Most corruptions are caught by the coder's own checks.
-    assert!(outcomes.get("bitstream").copied().unwrap_or(0) > 0, "{outcomes:?}");
+    assert!(
+        outcomes.get("bitstream").copied().unwrap_or(0) > 0,
+        "{outcomes:?}"
+    );
     println!("outcomes of 16 corrupted frames: {outcomes:?}");
 }

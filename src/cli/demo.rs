@@ -63,13 +63,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     server_args.http = a.http;
     server_args.workers = Some(a.workers);
     server_args.instance_id = Some("demo-server".into());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("fchm-server-io")
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(async {
+    crate::server::runtime()?.block_on(async {
         let server = crate::server::start(&server_args).await?;
         println!("fchm demo: MQTT broker {url}; device {device:?} on the bundled test scene");
         println!("{}{}", crate::server::READY_PREFIX, server.url());

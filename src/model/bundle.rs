@@ -7,7 +7,7 @@ use fchm_codec::hyper::{HyperError, HyperSynthesis};
 use thiserror::Error;
 
 use super::manifest::{Manifest, ManifestError};
-use super::runtime::{Graph, RuntimeError};
+use super::runtime::{Backend, Graph, RuntimeError};
 
 /// Which graphs to load: a camera never loads the decoder, and vice versa.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +66,14 @@ pub struct Bundle {
 }
 
 impl Bundle {
-    /// Load `dir` for `role`: verifies the sha256 of every file that role reads.
+    /// Load `dir` for `role` with tract: verifies the sha256 of every file that role reads.
     pub fn load(dir: &Path, role: Role) -> Result<Self, BundleError> {
+        Self::load_with(dir, role, &Backend::Tract)
+    }
+
+    /// [`Bundle::load`] with the graphs planned for `backend`; the entropy
+    /// tables and the integer hyper-synthesis are the same on every backend.
+    pub fn load_with(dir: &Path, role: Role, backend: &Backend) -> Result<Self, BundleError> {
         let manifest = Manifest::load(dir)?;
         let mut needed: Vec<&str> = vec![manifest.entropy.as_str(), manifest.hyper_synth.as_str()];
         for (key, g) in &manifest.graphs {
@@ -83,7 +89,7 @@ impl Bundle {
                 continue;
             }
             let shape = g.inputs.values().next().expect("validated: one input");
-            let graph = Some(Graph::load(key, &dir.join(&g.file), shape)?);
+            let graph = Some(Graph::load_with(key, &dir.join(&g.file), shape, backend)?);
             match key.as_str() {
                 "front" => graphs.front = graph,
                 "vfcn_enc" => graphs.vfcn_enc = graph,

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use super::store::{Claim, FrameRecord, Store};
 use super::view::FeatureView;
 use crate::codec::FeatureDecoder;
+use crate::model::runtime::Backend;
 use crate::model::{Bundle, BundleError, LabelledBox, Role};
 
 #[derive(Debug, Error)]
@@ -34,15 +35,22 @@ pub struct Decoders {
 }
 
 impl Decoders {
+    /// Load with tract.
     pub fn load(dirs: &[PathBuf]) -> Result<Self, LoadError> {
+        Self::load_with(dirs, &Backend::Tract)
+    }
+
+    pub fn load_with(dirs: &[PathBuf], backend: &Backend) -> Result<Self, LoadError> {
         if dirs.is_empty() {
             return Err(LoadError::None);
         }
         let mut bundles: Vec<(BundleId, Bundle)> = Vec::new();
         for dir in dirs {
-            let b = Bundle::load(dir, Role::Server).map_err(|source| LoadError::Bundle {
-                dir: dir.clone(),
-                source,
+            let b = Bundle::load_with(dir, Role::Server, backend).map_err(|source| {
+                LoadError::Bundle {
+                    dir: dir.clone(),
+                    source,
+                }
             })?;
             let id = b.manifest.id();
             if let Some((_, other)) = bundles.iter().find(|(i, _)| *i == id) {

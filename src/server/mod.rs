@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Broker;
+use crate::model::runtime::Backend;
 use crate::transport::mqtt::{SessionConfig, TlsFiles};
 use consumer::Consumer;
 use decode::Decoders;
@@ -57,6 +58,11 @@ pub struct Args {
     /// HTTP listen address (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
+    /// Inference engine for `vfcn_dec` and `task_back`: `tract` (CPU, built
+    /// in), or with the `ort` cargo feature `ort`, `ort-cuda`, `ort-tensorrt`
+    /// (ONNX Runtime, loaded at run time; docs/backends.md).
+    #[arg(long, default_value = "tract")]
+    pub backend: String,
     /// Decode threads (default: the number of cores).
     #[arg(long)]
     pub workers: Option<usize>,
@@ -169,12 +175,20 @@ pub async fn start(args: &Args) -> Result<Running> {
         .clone()
         .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
     let session = args.session(&instance)?;
+    let backend: Backend = args
+        .backend
+        .parse()
+        .with_context(|| format!("--backend {:?}", args.backend))?;
     let dirs = args.bundles.clone();
-    let decoders = tokio::task::spawn_blocking(move || Decoders::load(&dirs))
+    let decoders = tokio::task::spawn_blocking(move || Decoders::load_with(&dirs, &backend))
         .await
         .context("bundle loader")??;
     let bundle_ids = decoders.ids();
-    log::info!("decoding bundles {}", bundle_ids.join(", "));
+    log::info!(
+        "decoding bundles {} with {}",
+        bundle_ids.join(", "),
+        args.backend
+    );
 
     let metrics = Metrics::new();
     let store = Arc::new(Store::new(Limits {
@@ -275,6 +289,17 @@ pub async fn terminated() {
     }
 }
 
+/// The server's async runtime: two threads are plenty for I/O, since
+/// decoding runs on its own threads.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("fchm-server-io")
+        .build()
+        .context("starting the async runtime")
+}
+
 /// `fchm-server`'s entry point.
 pub fn main() -> Result<()> {
     let args = Args::parse();
@@ -282,13 +307,7 @@ pub fn main() -> Result<()> {
         level: args.log_level,
         target: crate::config::LogTarget::Stderr,
     })?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("fchm-server-io")
-        .build()
-        .context("starting the async runtime")?;
-    rt.block_on(async {
+    runtime()?.block_on(async {
         let running = start(&args).await?;
         println!("{READY_PREFIX}{}", running.url());
         terminated().await;

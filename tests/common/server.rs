@@ -20,9 +20,13 @@ pub struct Server {
 
 impl Server {
     /// Start and wait until it listens and is subscribed (`/healthz` 200).
+    /// `FCHM_SERVER_BACKEND` (default `tract`) picks the inference backend,
+    /// so the same tests run on ONNX Runtime in a `--features ort` build.
     pub fn start(broker_port: u16, bundle: &Path, instance: &str, extra: &[&str]) -> Self {
         let log = tempfile::NamedTempFile::new().expect("log file");
+        let backend = std::env::var("FCHM_SERVER_BACKEND").unwrap_or_else(|_| "tract".into());
         let mut child = Command::new(env!("CARGO_BIN_EXE_fchm-server"))
+            .args(["--backend", &backend])
             .args(["--broker", &format!("mqtt://127.0.0.1:{broker_port}")])
             .arg("--bundle")
             .arg(bundle)
