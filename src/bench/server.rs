@@ -6,7 +6,7 @@
 //! fast as the broker takes them, and times the first publish to the last
 //! detections message.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -60,17 +60,22 @@ impl Drop for Instance {
     }
 }
 
-fn start_instance(
-    exe: &Path,
-    broker: &str,
-    bundle: &Path,
-    group: &str,
-    id: &str,
-) -> Result<Instance> {
+/// What every run shares: the server binary, its bundle and backend.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub exe: PathBuf,
+    pub bundle: PathBuf,
+    /// `--backend` of the instances (`tract`, `ort`, …).
+    pub backend: String,
+}
+
+fn start_instance(setup: &Setup, broker: &str, group: &str, id: &str) -> Result<Instance> {
+    let exe = &setup.exe;
     let mut child = Command::new(exe)
         .args(["--broker", broker, "--group", group, "--instance-id", id])
+        .args(["--backend", &setup.backend])
         .arg("--bundle")
-        .arg(bundle)
+        .arg(&setup.bundle)
         .args([
             "--http",
             "127.0.0.1:0",
@@ -124,8 +129,7 @@ fn http_status(addr: std::net::SocketAddr, path: &str) -> Option<u16> {
 
 /// Decode `frames` with `instances` servers; time to the last detections.
 pub async fn run_once(
-    exe: &Path,
-    bundle: &Path,
+    setup: &Setup,
     broker: std::net::SocketAddr,
     frames: &[(u64, Vec<u8>)],
     instances: usize,
@@ -133,7 +137,7 @@ pub async fn run_once(
     let url = format!("mqtt://{broker}");
     let group = format!("bench-{instances}-{}", std::process::id());
     let servers = (0..instances)
-        .map(|i| start_instance(exe, &url, bundle, &group, &format!("bench-{i}")))
+        .map(|i| start_instance(setup, &url, &group, &format!("bench-{i}")))
         .collect::<Result<Vec<_>>>()?;
 
     let mut o = MqttOptions::new(
@@ -214,24 +218,22 @@ pub async fn run_once(
 }
 
 /// Runs with 1..=`max_instances` instances on the same frames.
-pub fn run(
-    exe: &Path,
-    bundle_dir: &Path,
-    frames: usize,
-    max_instances: usize,
-) -> Result<Vec<ScalingRun>> {
-    let bundle = Bundle::load(bundle_dir, Role::Edge)
-        .with_context(|| format!("loading {}", bundle_dir.display()))?;
+pub fn run(setup: &Setup, frames: usize, max_instances: usize) -> Result<Vec<ScalingRun>> {
+    let bundle = Bundle::load(&setup.bundle, Role::Edge)
+        .with_context(|| format!("loading {}", setup.bundle.display()))?;
     eprintln!("encoding {frames} test-scene frames…");
     let frames = scene_frames(&bundle, 1, frames)?;
     drop(bundle);
     let broker = crate::transport::broker::start("127.0.0.1:0".parse()?, 16 << 20)?;
     let rt = tokio::runtime::Runtime::new()?;
-    let bundle_dir: PathBuf = std::fs::canonicalize(bundle_dir)?;
+    let setup = Setup {
+        bundle: std::fs::canonicalize(&setup.bundle)?,
+        ..setup.clone()
+    };
     (1..=max_instances.max(1))
         .map(|k| {
             eprintln!("{k} instance(s)…");
-            rt.block_on(run_once(exe, &bundle_dir, broker.addr, &frames, k))
+            rt.block_on(run_once(&setup, broker.addr, &frames, k))
         })
         .collect()
 }

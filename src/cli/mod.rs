@@ -94,6 +94,9 @@ pub enum BenchCommand {
         /// The server binary; default: `fchm-server` next to this executable.
         #[arg(long)]
         server: Option<PathBuf>,
+        /// The instances' `--backend` (`ort` needs a `--features ort` build).
+        #[arg(long, default_value = "tract")]
+        backend: String,
         /// Frames published per run.
         #[arg(long, default_value_t = 24)]
         frames: usize,
@@ -226,10 +229,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 BenchCommand::Server {
                     bundle,
                     server,
+                    backend,
                     frames,
                     instances,
                 },
-        } => bench_server(&bundle, server, frames, instances),
+        } => bench_server(&bundle, server, backend, frames, instances),
         Command::Eval(a) => eval(a),
         Command::Demo(a) => demo::run(a),
     }
@@ -433,17 +437,22 @@ fn sibling_exe(given: Option<PathBuf>, name: &str) -> Result<PathBuf> {
 fn bench_server(
     bundle: &Path,
     server: Option<PathBuf>,
+    backend: String,
     frames: usize,
     instances: usize,
 ) -> Result<()> {
-    let exe = sibling_exe(server, "fchm-server")?;
-    let runs = crate::bench::server::run(&exe, bundle, frames, instances)?;
-    println!("| instances (1 decode thread each) | frames | seconds | frames/s | frames/s per core | frames per instance |");
-    println!("|---|---:|---:|---:|---:|---|");
+    let setup = crate::bench::server::Setup {
+        exe: sibling_exe(server, "fchm-server")?,
+        bundle: bundle.to_owned(),
+        backend,
+    };
+    let runs = crate::bench::server::run(&setup, frames, instances)?;
+    println!("| backend | instances (1 decode thread each) | frames | seconds | frames/s | frames/s per core | frames per instance |");
+    println!("|---|---:|---:|---:|---:|---:|---|");
     for r in &runs {
         println!(
-            "| {} | {} | {:.1} | {:.2} | {:.2} | {:?} |",
-            r.instances, r.frames, r.seconds, r.fps, r.fps_per_core, r.split
+            "| {} | {} | {} | {:.1} | {:.2} | {:.2} | {:?} |",
+            setup.backend, r.instances, r.frames, r.seconds, r.fps, r.fps_per_core, r.split
         );
     }
     if let (Some(one), Some(last)) = (runs.first(), runs.last()) {
