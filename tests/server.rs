@@ -151,26 +151,31 @@ fn malformed_payloads_are_refused_counted_and_good_frames_keep_flowing() {
     let got = collect(&sub, 2, Duration::from_secs(120));
     let seqs: Vec<u64> = got.iter().map(|r| r.sequence).collect();
     assert_eq!(seqs, vec![frames[0].0, frames[4].0], "{}", server.log());
-    let t = Instant::now();
-    let refused = |cause: &str| {
-        server.metric(&format!(
-            "fchm_server_frames_refused_total{{cause=\"{cause}\"}}"
-        ))
+    // Outcomes are counted after the detections go out: wait for each.
+    let expect = |series: &str, want: f64, what: &str| {
+        let t = Instant::now();
+        while server.metric(series) != want && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(server.metric(series), want, "{series}: {what}");
     };
-    while refused("malformed") < 3.0 && t.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(
-        refused("malformed"),
+    let refused = |cause: &str| format!("fchm_server_frames_refused_total{{cause=\"{cause}\"}}");
+    expect(
+        &refused("malformed"),
         3.0,
-        "truncated, bad CRC, random bytes"
+        "truncated, bad CRC, random bytes",
     );
-    assert_eq!(refused("unknown_bundle"), 1.0);
-    assert_eq!(refused("shape"), 1.0, "oversize dimensions");
-    assert_eq!(server.metric("fchm_server_frames_duplicate_total"), 1.0);
-    assert_eq!(
-        server.metric("fchm_server_frames_decoded_total{device=\"cam-m\"}"),
-        2.0
+    expect(&refused("unknown_bundle"), 1.0, "the wrong bundle");
+    expect(&refused("shape"), 1.0, "oversize dimensions");
+    expect(
+        "fchm_server_frames_duplicate_total",
+        1.0,
+        "the repeated frame",
+    );
+    expect(
+        "fchm_server_frames_decoded_total{device=\"cam-m\"}",
+        2.0,
+        "the good frames",
     );
     let log = server.log();
     assert!(
