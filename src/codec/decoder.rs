@@ -113,8 +113,12 @@ impl<'b> FeatureDecoder<'b> {
 
     /// Parse and entropy-decode: the deterministic half (no float network).
     pub fn decode_latents(&self, payload: &[u8]) -> Result<DecodedLatents, DecodeError> {
+        self.latents_of(&FrameRef::parse(payload)?)
+    }
+
+    /// Entropy-decode a frame already parsed (and so validated).
+    fn latents_of(&self, frame: &FrameRef<'_>) -> Result<DecodedLatents, DecodeError> {
         let b = self.bundle;
-        let frame = FrameRef::parse(payload)?;
         let expected = b.manifest.id();
         if frame.header.bundle_id != expected {
             return Err(DecodeError::BundleMismatch {
@@ -126,8 +130,8 @@ impl<'b> FeatureDecoder<'b> {
             return Err(DecodeError::Layer);
         }
         let lat = &b.manifest.latent;
-        let z_bytes = Self::substream(&frame, SubstreamKind::Z, lat.z)?;
-        let y_bytes = Self::substream(&frame, SubstreamKind::Y, lat.y)?;
+        let z_bytes = Self::substream(frame, SubstreamKind::Z, lat.z)?;
+        let y_bytes = Self::substream(frame, SubstreamKind::Y, lat.y)?;
         let z_symbols = b
             .entropy
             .z
@@ -148,13 +152,19 @@ impl<'b> FeatureDecoder<'b> {
     }
 
     pub fn decode(&self, payload: &[u8]) -> Result<DecodedFrame, DecodeError> {
+        self.decode_frame(&FrameRef::parse(payload)?)
+    }
+
+    /// [`FeatureDecoder::decode`] of a frame the caller parsed already (the
+    /// server parses once to pick the bundle, then decodes).
+    pub fn decode_frame(&self, frame: &FrameRef<'_>) -> Result<DecodedFrame, DecodeError> {
         let b = self.bundle;
         let DecodedLatents {
             header,
             z_symbols,
             y_symbols,
             y_hat,
-        } = self.decode_latents(payload)?;
+        } = self.latents_of(frame)?;
         let mut features = b
             .graphs
             .vfcn_dec

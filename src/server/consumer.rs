@@ -49,12 +49,14 @@ pub struct Consumer {
 }
 
 impl Consumer {
+    /// The shared subscription that brings this instance its frames.
+    fn feat_filter(&self) -> String {
+        shared(&self.group, &fleet_filter(&self.prefix, "feat"))
+    }
+
     fn filters(&self) -> Vec<SubscribeFilter> {
         let p = &self.prefix;
-        let mut v = vec![SubscribeFilter::new(
-            shared(&self.group, &fleet_filter(p, "feat")),
-            QoS::AtLeastOnce,
-        )];
+        let mut v = vec![SubscribeFilter::new(self.feat_filter(), QoS::AtLeastOnce)];
         // Every instance keeps the whole fleet's picture, whoever decodes.
         for leaf in ["available", "model", "stats", "state/+", "detections"] {
             v.push(SubscribeFilter::new(fleet_filter(p, leaf), QoS::AtMostOnce));
@@ -84,9 +86,8 @@ impl Consumer {
                 ev = eventloop.poll() => ev,
                 _ = shutdown.changed(), if draining_until.is_none() => {
                     draining_until = Some(tokio::time::Instant::now() + DRAIN_LIMIT);
-                    let feat = self.filters()[0].path.clone();
                     if self.metrics.mqtt_connected.get() == 0
-                        || self.client.try_unsubscribe(feat).is_err()
+                        || self.client.try_unsubscribe(self.feat_filter()).is_err()
                     {
                         jobs = None;
                     }
@@ -102,7 +103,7 @@ impl Consumer {
                 Ok(Event::Incoming(Incoming::ConnAck(_))) => {
                     backoff.reset();
                     let epoch = self.epoch.fetch_add(1, Relaxed) + 1;
-                    log::info!(epoch; "mqtt: connected; subscribing to {}", self.filters()[0].path);
+                    log::info!(epoch; "mqtt: connected; subscribing to {}", self.feat_filter());
                     // The request channel is ours alone and far from full here;
                     // awaiting it from this task could deadlock if it were.
                     if let Err(e) = self.client.try_subscribe_many(self.filters()) {

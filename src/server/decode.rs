@@ -97,8 +97,8 @@ pub fn process(
     received_ms: u64,
 ) -> Outcome {
     let t0 = Instant::now();
-    let header = match FrameRef::parse(payload) {
-        Ok(f) => f.header,
+    let frame = match FrameRef::parse(payload) {
+        Ok(f) => f,
         Err(e) => {
             return Outcome::Refused {
                 cause: "malformed",
@@ -106,6 +106,7 @@ pub fn process(
             }
         }
     };
+    let header = &frame.header;
     let Some(bundle) = decoders.get(&header.bundle_id) else {
         return Outcome::Refused {
             cause: "unknown_bundle",
@@ -131,7 +132,7 @@ pub fn process(
             }
         }
     }
-    let decoded = match FeatureDecoder::new(bundle).and_then(|d| d.decode(payload)) {
+    let decoded = match FeatureDecoder::new(bundle).and_then(|d| d.decode_frame(&frame)) {
         Ok(d) => d,
         Err(e) => {
             return Outcome::Refused {

@@ -62,7 +62,7 @@ pub struct Args {
     /// in), or with the `ort` cargo feature `ort`, `ort-cuda`, `ort-tensorrt`
     /// (ONNX Runtime, loaded at run time; docs/backends.md).
     #[arg(long, default_value = "tract")]
-    pub backend: String,
+    pub backend: Backend,
     /// Decode threads (default: the number of cores).
     #[arg(long)]
     pub workers: Option<usize>,
@@ -175,10 +175,7 @@ pub async fn start(args: &Args) -> Result<Running> {
         .clone()
         .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
     let session = args.session(&instance)?;
-    let backend: Backend = args
-        .backend
-        .parse()
-        .with_context(|| format!("--backend {:?}", args.backend))?;
+    let backend = args.backend.clone();
     let dirs = args.bundles.clone();
     let decoders = tokio::task::spawn_blocking(move || Decoders::load_with(&dirs, &backend))
         .await

@@ -45,13 +45,14 @@ impl FeatureView {
         }
         // Scale by a high percentile, not the max: one hot spot would
         // otherwise leave the rest of the picture black.
-        let mut sorted: Vec<f32> = grid.iter().copied().filter(|v| v.is_finite()).collect();
-        sorted.sort_by(f32::total_cmp);
-        let lo = sorted.first().copied().unwrap_or(0.0);
-        let hi = sorted
-            .get(sorted.len().saturating_sub(1) * 99 / 100)
-            .copied()
-            .unwrap_or(1.0);
+        let mut finite: Vec<f32> = grid.iter().copied().filter(|v| v.is_finite()).collect();
+        let lo = finite.iter().copied().reduce(f32::min).unwrap_or(0.0);
+        let p99 = finite.len().saturating_sub(1) * 99 / 100;
+        let hi = if finite.is_empty() {
+            1.0
+        } else {
+            *finite.select_nth_unstable_by(p99, f32::total_cmp).1
+        };
         let span = (hi - lo).max(f32::EPSILON);
         for g in &mut grid {
             *g = if g.is_finite() {

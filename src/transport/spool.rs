@@ -465,7 +465,6 @@ impl Spool {
     /// Returns copies of the oldest `n` records (fewer if fewer are queued)
     /// without removing them.
     pub fn peek(&mut self, n: usize) -> Result<Vec<Vec<u8>>, SpoolError> {
-        let mut out = Vec::with_capacity(n.min(usize::try_from(self.len).unwrap_or(usize::MAX)));
         let Spool {
             cfg,
             sealed,
@@ -473,18 +472,13 @@ impl Spool {
             reader,
             ..
         } = self;
-        for seg in sealed.iter().chain([&*tail]) {
-            let mut offset = seg.start;
-            for &len in &seg.lens {
-                if out.len() == n {
-                    return Ok(out);
-                }
-                let index = out.len() as u64;
-                out.push(read_record(reader, &cfg.dir, seg.id, offset, len, index)?);
-                offset += framed_len(len);
-            }
-        }
-        Ok(out)
+        record_positions(sealed, tail)
+            .take(n)
+            .enumerate()
+            .map(|(i, (seg, offset, len))| {
+                read_record(reader, &cfg.dir, seg, offset, len, i as u64)
+            })
+            .collect()
     }
 
     /// The record at `index` from the front (0 = oldest), or `None` past the
@@ -498,19 +492,10 @@ impl Spool {
             reader,
             ..
         } = self;
-        let mut i = 0usize;
-        for seg in sealed.iter().chain([&*tail]) {
-            let mut offset = seg.start;
-            for &len in &seg.lens {
-                if i == index {
-                    return read_record(reader, &cfg.dir, seg.id, offset, len, index as u64)
-                        .map(Some);
-                }
-                i += 1;
-                offset += framed_len(len);
-            }
-        }
-        Ok(None)
+        record_positions(sealed, tail)
+            .nth(index)
+            .map(|(seg, offset, len)| read_record(reader, &cfg.dir, seg, offset, len, index as u64))
+            .transpose()
     }
 
     /// Removes the oldest `n` records, durably under [`SyncPolicy::EveryRecord`].
@@ -792,6 +777,20 @@ fn validate(cfg: &SpoolConfig) -> Result<(), SpoolError> {
 }
 
 // ---- framing ---------------------------------------------------------------
+
+/// (segment id, file offset, payload length) of every queued record, oldest first.
+fn record_positions<'a>(
+    sealed: &'a VecDeque<Segment>,
+    tail: &'a Segment,
+) -> impl Iterator<Item = (u64, u64, u32)> + 'a {
+    sealed.iter().chain([tail]).flat_map(|seg| {
+        seg.lens.iter().scan(seg.start, move |offset, &len| {
+            let at = *offset;
+            *offset += framed_len(len);
+            Some((seg.id, at, len))
+        })
+    })
+}
 
 fn framed_len(len: u32) -> u64 {
     RECORD_OVERHEAD + u64::from(len)
