@@ -15,6 +15,7 @@ pub mod codec;
 pub mod config;
 pub mod edge;
 pub mod eval;
+pub mod human;
 pub mod model;
 pub mod npy;
 pub mod rate;

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use fchm::config::{
-    Broker, Config, ConfigError, ConfigErrorKind, LogTarget, MqttConfig, Origin, Overrides,
-    RateMode,
+    AuxMode, Broker, Config, ConfigError, ConfigErrorKind, LogTarget, MqttConfig, Origin,
+    Overrides, RateMode,
 };
 use proptest::prelude::*;
 
@@ -682,6 +682,70 @@ fn spool_stats_pipeline_source_size_limits() {
         let e = err(text);
         assert_err(&e, ConfigErrorKind::Invalid, key, value, expected);
     }
+}
+
+#[test]
+fn aux_section_limits_and_defaults() {
+    let c = Config::from_toml_str("").expect("empty is valid");
+    assert_eq!(c.aux.bundle(), None, "aux is off without a bundle");
+    assert_eq!(
+        (c.aux.ring_frames, c.aux.budget_share, c.aux.mode),
+        (8, 0.5, AuxMode::Off)
+    );
+    let c = Config::from_toml_str(
+        "[aux]
+bundle = \"/b\"\nmode = \"on\"\nring_frames = 64\nbudget_share = 0.9",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.aux.bundle(), Some(Path::new("/b")));
+    assert_eq!(c.aux.mode, AuxMode::On);
+    let cases = [
+        ("[aux]\nring_frames = 0", "aux.ring_frames", "0", "1 to 64"),
+        (
+            "[aux]\nring_frames = 65",
+            "aux.ring_frames",
+            "65",
+            "1 to 64",
+        ),
+        (
+            "[aux]\nbudget_share = 0.01",
+            "aux.budget_share",
+            "0.01",
+            "0.05 to 0.9",
+        ),
+        (
+            "[aux]\nbudget_share = 0.95",
+            "aux.budget_share",
+            "0.95",
+            "0.05 to 0.9",
+        ),
+        (
+            "[aux]\nmode = \"on\"",
+            "aux.mode",
+            "\"on\"",
+            "needs a human-layer bundle",
+        ),
+        (
+            "[aux]\nbundle = \"\"\nmode = \"on\"",
+            "aux.mode",
+            "\"on\"",
+            "aux.bundle is empty",
+        ),
+    ];
+    for (text, key, value, expected) in cases {
+        let e = err(text);
+        assert_err(&e, ConfigErrorKind::Invalid, key, value, expected);
+    }
+    let e = err("[aux]\nmode = \"once\"\n");
+    assert_err(
+        &e,
+        ConfigErrorKind::Invalid,
+        "aux.mode",
+        "\"once\"",
+        "\"off\", \"on\"",
+    );
+    let e = err("[aux]\nbundel = \"x\"\n");
+    assert_eq!(e.kind, ConfigErrorKind::UnknownKey);
 }
 
 // ------------------------------------------------------------ load, overrides

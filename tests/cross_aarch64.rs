@@ -99,3 +99,60 @@ fn aarch64_frames_decode_bit_exactly_on_x86() {
         }
     }
 }
+
+/// The committed human-layer bundle (`FCHM_TEST_HVCN`, set by `.ci/run`).
+fn human_dir() -> PathBuf {
+    std::env::var_os("FCHM_TEST_HVCN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("FCHM_TEST_HVCN is not set: point it at models/centernet-hvcn"))
+}
+
+#[test]
+fn aarch64_aux_frames_decode_bit_exactly_on_x86() {
+    let dir = bundle_dir();
+    let hdir = human_dir();
+    let human = fchm::human::HumanBundle::load(&hdir, Role::Server).unwrap();
+    let dec = fchm::human::AuxDecoder::new(&human);
+    let tmp = tempfile::tempdir().unwrap();
+    let aux_gain = human.manifest.aux.gain_min * 2.0;
+    let (frame, aux, sym) = (
+        tmp.path().join("m.fchm"),
+        tmp.path().join("a.fchm"),
+        tmp.path().join("a.json"),
+    );
+    let mut c = arm_fchm();
+    c.args(["encode", "--gain", "4", "--sequence", "7", "--bundle"])
+        .arg(&dir)
+        .arg(photo("person.jpg"))
+        .arg("-o")
+        .arg(&frame)
+        .arg("--human-bundle")
+        .arg(&hdir)
+        .args(["--aux-gain", &aux_gain.to_string(), "--aux-output"])
+        .arg(&aux)
+        .arg("--aux-symbols")
+        .arg(&sym);
+    run_ok(c);
+    let arm: Value = serde_json::from_str(&std::fs::read_to_string(&sym).unwrap()).unwrap();
+    let x86 = dec
+        .decode(&std::fs::read(&aux).unwrap())
+        .expect("ARM aux frame decodes on x86");
+    assert_eq!(
+        x86.header.sequence, 7,
+        "the aux frame names its machine frame"
+    );
+    assert_eq!(
+        x86.z_symbols,
+        ints(&arm["z"]),
+        "aux z latents differ across CPUs"
+    );
+    assert_eq!(
+        x86.y_symbols,
+        ints(&arm["y"]),
+        "aux y latents differ across CPUs"
+    );
+    assert!(
+        x86.y_symbols.iter().any(|&s| s != 0),
+        "an all-zero latent proves nothing"
+    );
+}

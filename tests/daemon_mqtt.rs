@@ -12,19 +12,13 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::daemon::{mosquitto_pub, Daemon, Mosquitto, Sub};
+use common::daemon::{mosquitto_pub, stats_of, Daemon, Mosquitto, Sub};
 use fchm::core::container::FrameRef;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn stats_of(msgs: &[common::daemon::Msg]) -> Vec<serde_json::Value> {
-    msgs.iter()
-        .filter_map(|m| serde_json::from_slice(&m.payload).ok())
-        .collect()
 }
 
 #[test]

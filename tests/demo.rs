@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::daemon::{free_port, signal};
-use common::server::{get, get_json};
+use common::server::{get, get_json, post};
 
 #[test]
 fn demo_runs_broker_daemon_and_server_in_one_process() {
@@ -77,6 +77,60 @@ fn demo_runs_broker_daemon_and_server_in_one_process() {
     let (status, _, page) = get(http, "/");
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&page).contains("app.js"));
+
+    // "Look now", as the dashboard does it: set/aux once through the server,
+    // exactly one aux frame comes back, and the server renders its human view.
+    assert!(detail["aux_sequences"].as_array().unwrap().is_empty());
+    let (status, _, body) = post(
+        http,
+        "/api/devices/demo/set",
+        r#"{"key":"aux","value":"once"}"#,
+    );
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    let t = Instant::now();
+    let seq = loop {
+        let d = get_json(http, "/api/devices/demo");
+        if let Some(s) = d["aux_sequences"].as_array().unwrap().first() {
+            assert_eq!(d["state"]["aux"], "once");
+            break s.as_u64().unwrap();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no aux frame came back: {d}\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    // A few more frames go by: still exactly one aux frame.
+    let frames = get_json(http, "/api/devices/demo")["frames"]
+        .as_u64()
+        .unwrap();
+    let t = Instant::now();
+    while get_json(http, "/api/devices/demo")["frames"]
+        .as_u64()
+        .unwrap()
+        < frames + 3
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "frames stopped:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        get_json(http, "/api/devices/demo")["aux_sequences"],
+        serde_json::json!([seq])
+    );
+    let (status, headers, jpg) = get(
+        http,
+        &format!("/api/devices/demo/frames/{seq}.jpg?mode=fast"),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&jpg));
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "x-fchm-view" && v == "fast"));
+    assert!(image::load_from_memory(&jpg).is_ok());
 
     signal(&child, libc::SIGTERM);
     let t = Instant::now();

@@ -287,3 +287,65 @@ fn timing_server_graphs_tract_vs_ort() {
         println!("{key:>10}: tract {t:8.2}   ort {o:8.2}");
     }
 }
+
+/// Multi-input, multi-output graphs: the human layer's on ONNX Runtime match tract.
+#[test]
+fn human_graphs_with_several_inputs_match_tract() {
+    let dir = std::env::var_os("FCHM_TEST_HVCN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("models/centernet-hvcn"));
+    if !dir.join("manifest.json").exists() {
+        println!(
+            "SKIP: no human-layer bundle at {} (set FCHM_TEST_HVCN)",
+            dir.display()
+        );
+        return;
+    }
+    let m = fchm::human::HumanManifest::load(&dir).unwrap();
+    for key in ["acn_enc", "hvcn_fast", "hvcn_fcn"] {
+        let spec = &m.graphs[key];
+        let path = dir.join(&spec.file);
+        let tract = Graph::load_named(key, &path, &spec.inputs, &Backend::Tract).unwrap();
+        let ort = Graph::load_named(key, &path, &spec.inputs, &ort_cpu()).unwrap();
+        assert!(spec.inputs.len() >= 2, "{key} has several inputs");
+        // Deterministic, non-trivial inputs, given in an order unlike the graph's.
+        let data: Vec<(String, Vec<f32>)> = spec
+            .inputs
+            .iter()
+            .rev()
+            .map(|(name, shape)| {
+                let n: usize = shape.iter().product();
+                let v = (0..n)
+                    .map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 2.0)
+                    .collect();
+                (name.clone(), v)
+            })
+            .collect();
+        let named: Vec<(&str, &[f32])> = data
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        let (a, b) = (
+            tract.run_named(&named).unwrap(),
+            ort.run_named(&named).unwrap(),
+        );
+        assert_eq!(a.len(), spec.outputs.len(), "{key}: outputs");
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.shape, y.shape, "{key}");
+            let scale = x.data.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+            let diff = x
+                .data
+                .iter()
+                .zip(&y.data)
+                .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+            assert!(
+                diff <= 1e-4 * scale,
+                "{key}: tract vs ort differ by {diff} (scale {scale})"
+            );
+        }
+        // A missing input is an error naming it, not a panic.
+        let e = tract.run_named(&named[1..]).unwrap_err().to_string();
+        assert!(e.contains("not given") || e.contains("inputs given"), "{e}");
+    }
+}

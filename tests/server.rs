@@ -344,3 +344,180 @@ fn promtool_check(text: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The committed human-layer bundle (`FCHM_TEST_HVCN`, set by `.ci/run`),
+/// paired with the machine bundle under test.
+fn human_dir() -> std::path::PathBuf {
+    let dir = std::env::var_os("FCHM_TEST_HVCN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| panic!("FCHM_TEST_HVCN is not set: point it at models/centernet-hvcn"));
+    assert!(
+        dir.join("manifest.json").exists(),
+        "{} has no manifest.json",
+        dir.display()
+    );
+    dir
+}
+
+/// Both layers of one photo: (machine payload, aux payload).
+fn both_layers(
+    bundle: &std::path::Path,
+    human: &std::path::Path,
+    img: &image::RgbImage,
+    seq: u64,
+) -> (Vec<u8>, Vec<u8>) {
+    use fchm::codec::{FeatureEncoder, FrameMeta};
+    use fchm::model::{Bundle, Role};
+    let b = Bundle::load(bundle, Role::Edge).unwrap();
+    let h = fchm::human::HumanBundle::load(human, Role::Edge).unwrap();
+    let enc = FeatureEncoder::new(&b).unwrap();
+    let aux = fchm::human::AuxEncoder::new(&h).unwrap();
+    let feats = enc.features(img).unwrap();
+    let meta = FrameMeta {
+        sequence: seq,
+        timestamp_us: 1,
+    };
+    let machine = enc.encode(&feats, 8.0, meta).unwrap().bytes;
+    let ya = aux.analyse(img, &feats).unwrap();
+    let a = aux
+        .encode(&ya, &feats, h.manifest.aux.gain_min * 4.0, meta)
+        .unwrap()
+        .bytes;
+    (machine, a)
+}
+
+#[test]
+fn human_views_render_on_request_and_a_rule_asks_for_them() {
+    let _g = serial();
+    let bundle = common::bundle_dir();
+    let human = human_dir();
+    let broker = Mosquitto::start();
+    let hb = human.to_str().unwrap();
+    let server = Server::start(
+        broker.port,
+        &bundle,
+        "human",
+        &[
+            "--workers",
+            "1",
+            "--human-bundle",
+            hb,
+            "--aux-on",
+            "person",
+            "--aux-interval-s",
+            "0",
+        ],
+    );
+    let dets = Sub::start(broker.port, "fchm/cam-h/detections", &[]);
+    let asks = Sub::start(broker.port, "fchm/cam-h/set/aux", &[]);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let photo = image::open(common::photo("person.jpg")).unwrap().to_rgb8();
+    let (machine, aux) = both_layers(&bundle, &human, &photo, 5);
+    publish_bytes(broker.port, "fchm/cam-h/feat", &machine);
+    let got = collect(&dets, 1, Duration::from_secs(120));
+    assert_eq!(got.len(), 1, "{}", server.log());
+    assert!(
+        got[0].detections.iter().any(|d| d.class == "person"),
+        "{:?}",
+        got[0].detections
+    );
+
+    // The rule asked the camera for this frame's aux layer.
+    let ask = asks
+        .next(Duration::from_secs(10))
+        .expect("a set/aux request from the rule");
+    assert_eq!(String::from_utf8_lossy(&ask.payload), "frame:5");
+    assert_eq!(
+        server.metric("fchm_server_aux_requests_total{reason=\"rule\"}"),
+        1.0
+    );
+
+    let h = server.http;
+    let (status, _, body) = get(h, "/api/devices/cam-h/frames/5.jpg?mode=fast");
+    assert_eq!(status, 404, "no aux yet");
+    assert!(
+        String::from_utf8_lossy(&body).contains("no aux frame 5"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+
+    // An aux frame from the wrong layer is refused and counted; the right one is kept.
+    publish_bytes(broker.port, "fchm/cam-h/aux", &machine);
+    publish_bytes(broker.port, "fchm/cam-h/aux", &aux);
+    let t = Instant::now();
+    while server.metric("fchm_server_aux_frames_total{outcome=\"kept\"}") < 1.0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "aux frame never kept:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        server.metric("fchm_server_aux_frames_total{outcome=\"refused\"}"),
+        1.0
+    );
+    assert_eq!(
+        get_json(h, "/api/devices/cam-h")["aux_sequences"],
+        serde_json::json!([5])
+    );
+
+    // The fast view: the camera's size, and a picture of the photo, not a grey field.
+    let (status, headers, body) = get(h, "/api/devices/cam-h/frames/5.jpg?mode=fast");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "x-fchm-view" && v == "fast"));
+    let fast = image::load_from_memory(&body).unwrap().to_rgb8();
+    assert_eq!(fast.dimensions(), photo.dimensions());
+    let mean = image::RgbImage::from_pixel(photo.width(), photo.height(), {
+        let n = photo.pixels().len() as u64;
+        let s = photo.pixels().fold([0u64; 3], |a, p| {
+            [a[0] + p[0] as u64, a[1] + p[1] as u64, a[2] + p[2] as u64]
+        });
+        image::Rgb(s.map(|v| (v / n) as u8))
+    });
+    let (p_fast, p_flat) = (
+        fchm::eval::quality::psnr(&photo, &fast),
+        fchm::eval::quality::psnr(&photo, &mean),
+    );
+    assert!(
+        p_fast > p_flat + 5.0,
+        "fast view PSNR {p_fast:.2} dB vs {p_flat:.2} dB for a flat picture"
+    );
+
+    // The diffusion view: same size, seeded, not the fast picture.
+    let (status, headers, body) = get(
+        h,
+        "/api/devices/cam-h/frames/5.jpg?mode=diffusion&steps=2&seed=3",
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "x-fchm-view" && v == "diffusion"));
+    let diff = image::load_from_memory(&body).unwrap().to_rgb8();
+    assert_eq!(diff.dimensions(), photo.dimensions());
+    assert_ne!(diff.as_raw(), fast.as_raw());
+    assert_eq!(
+        server.metric("fchm_server_human_views_total{mode=\"diffusion\"}"),
+        1.0
+    );
+
+    // Bad requests say what is wrong.
+    for (path, code) in [
+        ("/api/devices/cam-h/frames/5.jpg?mode=slow", 400),
+        (
+            "/api/devices/cam-h/frames/5.jpg?mode=diffusion&steps=0",
+            400,
+        ),
+        ("/api/devices/cam-h/frames/6.jpg", 404),
+        ("/api/devices/cam-h/frames/five.jpg", 404),
+        ("/api/devices/nobody/frames/5.jpg", 404),
+    ] {
+        let (status, _, body) = get(h, path);
+        assert_eq!(status, code, "{path}: {}", String::from_utf8_lossy(&body));
+        assert!(String::from_utf8_lossy(&body).contains("error"), "{path}");
+    }
+    promtool_check(&String::from_utf8_lossy(&get(h, "/metrics").2));
+}

@@ -51,6 +51,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
     };
     let device = cfg.device_id.clone();
     let bundle = cfg.bundle.clone();
+    // The camera's human layer is the server's too: "Look now" then shows a picture.
+    let human = (!cfg.aux.bundle.as_os_str().is_empty()).then(|| cfg.aux.bundle.clone());
 
     // The daemon keeps its own runtime and stops on SIGINT/SIGTERM itself,
     // flushing its spool, as it does on a camera.
@@ -63,6 +65,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     server_args.http = a.http;
     server_args.workers = Some(a.workers);
     server_args.instance_id = Some("demo-server".into());
+    server_args.human_bundle = human;
     crate::server::runtime()?.block_on(async {
         let server = crate::server::start(&server_args).await?;
         println!("fchm demo: MQTT broker {url}; device {device:?} on the bundled test scene");

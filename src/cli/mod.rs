@@ -147,6 +147,18 @@ pub struct EncodeArgs {
     /// Also write the coded latent symbols as JSON (determinism checks).
     #[arg(long)]
     pub symbols: Option<PathBuf>,
+    /// Also code the aux (human) layer with this human-layer bundle.
+    #[arg(long, requires_all = ["aux_gain", "aux_output"])]
+    pub human_bundle: Option<PathBuf>,
+    /// Aux-layer gain (with --human-bundle).
+    #[arg(long)]
+    pub aux_gain: Option<f32>,
+    /// Aux frame payload file (with --human-bundle).
+    #[arg(long)]
+    pub aux_output: Option<PathBuf>,
+    /// Also write the aux layer's coded symbols as JSON.
+    #[arg(long)]
+    pub aux_symbols: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +208,27 @@ pub struct EvalArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Evaluate the human layer instead: PSNR and MS-SSIM of the fast and
+    /// diffusion views against total bits (machine + aux), next to JPEG and
+    /// WebP; writes OUT/human.csv, human.png, grid.png, human-summary.json.
+    /// Machine gains: --gain-values, default 2,4,8,16.
+    #[arg(long, requires = "human_bundle")]
+    pub human: bool,
+    /// The human-layer bundle (with --human).
+    #[arg(long)]
+    pub human_bundle: Option<PathBuf>,
+    /// Aux-layer gains, comma-separated [default: 5 log-spaced over the bundle's range].
+    #[arg(long, value_delimiter = ',')]
+    pub aux_gains: Option<Vec<f32>>,
+    /// Images (the first ones) the diffusion path runs on; 0 skips it.
+    #[arg(long, default_value_t = 8)]
+    pub diffusion_images: usize,
+    /// Diffusion sampling steps [default: the bundle's].
+    #[arg(long)]
+    pub diffusion_steps: Option<usize>,
+    /// Rows of OUT/grid.png (original, JPEG at the same rate, fast, diffusion).
+    #[arg(long, default_value_t = 4)]
+    pub grid: usize,
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -239,7 +272,55 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+fn eval_human(a: EvalArgs) -> Result<()> {
+    let human_bundle = a.human_bundle.context("--human needs --human-bundle")?;
+    let aux_gains = match a.aux_gains {
+        Some(g) => g,
+        None => {
+            let m = crate::human::HumanManifest::load(&human_bundle)
+                .with_context(|| format!("--human-bundle {}", human_bundle.display()))?;
+            crate::eval::log_spaced_gains(m.aux.gain_min, m.aux.gain_max, 5)
+        }
+    };
+    let cfg = crate::eval::human::HumanEvalConfig {
+        bundle: a.bundle,
+        human_bundle,
+        images: a.images,
+        out: a.out,
+        machine_gains: a.gain_values.unwrap_or_else(|| vec![2.0, 4.0, 8.0, 16.0]),
+        aux_gains,
+        qualities: a.qualities,
+        diffusion_images: a.diffusion_images,
+        diffusion_machine_gain: None,
+        diffusion_steps: a.diffusion_steps,
+        grid_images: a.grid,
+        progress: !a.quiet,
+    };
+    let summary = crate::eval::human::run(&cfg)?;
+    print!("{}", summary.report());
+    if let Some(why) = &summary.plot_text_missing {
+        eprintln!(
+            "warning: {} drawn without text: {why}",
+            summary.plot.display()
+        );
+    }
+    eprintln!(
+        "wrote {}, {}, {}{}",
+        summary.csv.display(),
+        summary.plot.display(),
+        summary.json.display(),
+        summary
+            .grid
+            .as_ref()
+            .map_or(String::new(), |g| format!(", {}", g.display()))
+    );
+    Ok(())
+}
+
 fn eval(a: EvalArgs) -> Result<()> {
+    if a.human {
+        return eval_human(a);
+    }
     let cfg = crate::eval::EvalConfig {
         bundle: a.bundle,
         images: a.images,
@@ -293,19 +374,32 @@ fn encode(a: EncodeArgs) -> Result<()> {
         .to_rgb8();
     let enc = FeatureEncoder::new(&bundle)?;
     let feats = enc.features(&img)?;
-    let frame = enc.encode(
-        &feats,
-        gain,
-        FrameMeta {
-            sequence: a.sequence,
-            timestamp_us: now_us(),
-        },
-    )?;
-    fs::write(&a.output, &frame.bytes)
-        .with_context(|| format!("writing {}", a.output.display()))?;
-    if let Some(p) = &a.symbols {
-        let j = json!({"z": frame.z_symbols, "y": frame.y_symbols});
-        fs::write(p, j.to_string()).with_context(|| format!("writing {}", p.display()))?;
+    let meta = FrameMeta {
+        sequence: a.sequence,
+        timestamp_us: now_us(),
+    };
+    let frame = enc.encode(&feats, gain, meta)?;
+    write_frame(&frame, &a.output, a.symbols.as_deref())?;
+    if let (Some(dir), Some(aux_gain), Some(out)) = (&a.human_bundle, a.aux_gain, &a.aux_output) {
+        let human = crate::human::HumanBundle::load(dir, Role::Edge)
+            .with_context(|| format!("loading human-layer bundle {}", dir.display()))?;
+        if human.manifest.machine_id() != bundle.manifest.id() {
+            bail!(
+                "human-layer bundle {} pairs with machine bundle {}, not {}",
+                dir.display(),
+                human.manifest.machine_bundle_id,
+                bundle.manifest.bundle_id
+            );
+        }
+        let aux_enc = crate::human::AuxEncoder::new(&human)?;
+        let ya = aux_enc.analyse(&img, &feats)?;
+        let aux = aux_enc.encode(&ya, &feats, aux_gain, meta)?;
+        write_frame(&aux, out, a.aux_symbols.as_deref())?;
+        eprintln!(
+            "{}: aux gain {aux_gain:.3}, {} bytes",
+            out.display(),
+            aux.bytes.len()
+        );
     }
     let pixels = (bundle.manifest.input.width * bundle.manifest.input.height) as f64;
     eprintln!(
@@ -314,6 +408,20 @@ fn encode(a: EncodeArgs) -> Result<()> {
         frame.bytes.len(),
         frame.bytes.len() as f64 * 8.0 / pixels
     );
+    Ok(())
+}
+
+/// A payload and, optionally, its symbols as JSON `{"z": [..], "y": [..]}`.
+fn write_frame(
+    frame: &crate::codec::EncodedFrame,
+    out: &Path,
+    symbols: Option<&Path>,
+) -> Result<()> {
+    fs::write(out, &frame.bytes).with_context(|| format!("writing {}", out.display()))?;
+    if let Some(p) = symbols {
+        let j = json!({"z": frame.z_symbols, "y": frame.y_symbols});
+        fs::write(p, j.to_string()).with_context(|| format!("writing {}", p.display()))?;
+    }
     Ok(())
 }
 

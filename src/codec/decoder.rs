@@ -11,6 +11,7 @@ use fchm_codec::hyper::HyperError;
 use thiserror::Error;
 
 use super::ivn::Normalisation;
+use super::latent::DecodedLatent;
 use crate::model::bundle::{Bundle, BundleError};
 use crate::model::detect::{Detection, PostProcess};
 use crate::model::runtime::RuntimeError;
@@ -21,8 +22,8 @@ pub enum DecodeError {
     Container(#[from] ContainerError),
     #[error("frame was coded with bundle {got}, this decoder has {expected}")]
     BundleMismatch { got: BundleId, expected: BundleId },
-    #[error("frame is an aux-layer frame; this decoder handles the machine layer")]
-    Layer,
+    #[error("frame is an {got:?}-layer frame; this decoder handles the {expected:?} layer")]
+    Layer { got: Layer, expected: Layer },
     #[error("substream {kind:?} missing from the frame")]
     MissingSubstream { kind: SubstreamKind },
     #[error("substream {kind:?} has shape {got:?}, the bundle codes {expected:?}")]
@@ -47,7 +48,7 @@ impl DecodeError {
         match self {
             DecodeError::Container(_) => "malformed",
             DecodeError::BundleMismatch { .. } => "wrong_bundle",
-            DecodeError::Layer => "wrong_layer",
+            DecodeError::Layer { .. } => "wrong_layer",
             DecodeError::MissingSubstream { .. } | DecodeError::Shape { .. } => "shape",
             DecodeError::Entropy(_) | DecodeError::Hyper(_) => "bitstream",
             DecodeError::Runtime(_) | DecodeError::Bundle(_) => "internal",
@@ -78,6 +79,25 @@ pub struct DecodedFrame {
     pub raw_detections: Vec<f32>,
 }
 
+/// The bytes of substream `kind`, checked to have the shape the bundle codes.
+pub(crate) fn substream<'a>(
+    frame: &FrameRef<'a>,
+    kind: SubstreamKind,
+    expected: [usize; 3],
+) -> Result<&'a [u8], DecodeError> {
+    let s = frame
+        .substream(kind)
+        .ok_or(DecodeError::MissingSubstream { kind })?;
+    if s.shape.to_array() != expected {
+        return Err(DecodeError::Shape {
+            kind,
+            got: s.shape,
+            expected,
+        });
+    }
+    Ok(s.data)
+}
+
 pub struct FeatureDecoder<'b> {
     bundle: &'b Bundle,
     pub post: PostProcess,
@@ -91,24 +111,6 @@ impl<'b> FeatureDecoder<'b> {
             bundle,
             post: PostProcess::default(),
         })
-    }
-
-    fn substream<'a>(
-        frame: &FrameRef<'a>,
-        kind: SubstreamKind,
-        expected: [usize; 3],
-    ) -> Result<&'a [u8], DecodeError> {
-        let s = frame
-            .substream(kind)
-            .ok_or(DecodeError::MissingSubstream { kind })?;
-        if s.shape.to_array() != expected {
-            return Err(DecodeError::Shape {
-                kind,
-                got: s.shape,
-                expected,
-            });
-        }
-        Ok(s.data)
     }
 
     /// Parse and entropy-decode: the deterministic half (no float network).
@@ -127,27 +129,20 @@ impl<'b> FeatureDecoder<'b> {
             });
         }
         if frame.header.layer != Layer::Machine {
-            return Err(DecodeError::Layer);
+            return Err(DecodeError::Layer {
+                got: frame.header.layer,
+                expected: Layer::Machine,
+            });
         }
         let lat = &b.manifest.latent;
-        let z_bytes = Self::substream(frame, SubstreamKind::Z, lat.z)?;
-        let y_bytes = Self::substream(frame, SubstreamKind::Y, lat.y)?;
-        let z_symbols = b
-            .entropy
-            .z
-            .decode(z_bytes, (lat.z[0], lat.z[1], lat.z[2]))?;
-        let hyper = b.hyper.run(&z_symbols, lat.z[1], lat.z[2])?;
-        let y_symbols = b.entropy.y.decode(y_bytes, &hyper.index)?;
-        let y_hat: Vec<f32> = y_symbols
-            .iter()
-            .zip(hyper.mean_f32())
-            .map(|(&s, m)| s as f32 + m)
-            .collect();
+        let z_bytes = substream(frame, SubstreamKind::Z, lat.z)?;
+        let y_bytes = substream(frame, SubstreamKind::Y, lat.y)?;
+        let d: DecodedLatent = b.latent_codec().decode::<DecodeError>(z_bytes, y_bytes)?;
         Ok(DecodedLatents {
             header: frame.header,
-            z_symbols,
-            y_symbols,
-            y_hat,
+            z_symbols: d.z_symbols,
+            y_symbols: d.y_symbols,
+            y_hat: d.y_hat,
         })
     }
 
@@ -155,22 +150,21 @@ impl<'b> FeatureDecoder<'b> {
         self.decode_frame(&FrameRef::parse(payload)?)
     }
 
-    /// [`FeatureDecoder::decode`] of a frame the caller parsed already (the
-    /// server parses once to pick the bundle, then decodes).
-    pub fn decode_frame(&self, frame: &FrameRef<'_>) -> Result<DecodedFrame, DecodeError> {
-        let b = self.bundle;
-        let DecodedLatents {
-            header,
-            z_symbols,
-            y_symbols,
-            y_hat,
-        } = self.latents_of(frame)?;
-        let mut features = b
+    /// Latents and the features P̂ (`[C][H][W]`), without the detector back:
+    /// what the human layer needs.
+    pub fn decode_features(
+        &self,
+        frame: &FrameRef<'_>,
+    ) -> Result<(DecodedLatents, Vec<f32>), DecodeError> {
+        let latents = self.latents_of(frame)?;
+        let header = latents.header;
+        let mut features = self
+            .bundle
             .graphs
             .vfcn_dec
             .as_ref()
             .expect("checked")
-            .run1(&y_hat)?
+            .run1(&latents.y_hat)?
             .data;
         Normalisation {
             min: header.feature_min,
@@ -178,6 +172,20 @@ impl<'b> FeatureDecoder<'b> {
             gain: header.gain,
         }
         .inverse(&mut features);
+        Ok((latents, features))
+    }
+
+    /// [`FeatureDecoder::decode`] of a frame the caller parsed already (the
+    /// server parses once to pick the bundle, then decodes).
+    pub fn decode_frame(&self, frame: &FrameRef<'_>) -> Result<DecodedFrame, DecodeError> {
+        let b = self.bundle;
+        let (latents, features) = self.decode_features(frame)?;
+        let DecodedLatents {
+            header,
+            z_symbols,
+            y_symbols,
+            ..
+        } = latents;
         let raw = b
             .graphs
             .task_back

@@ -8,6 +8,7 @@ use image::RgbImage;
 use thiserror::Error;
 
 use super::ivn::Normalisation;
+use super::latent::CodedLatent;
 use crate::model::bundle::{Bundle, BundleError};
 use crate::model::preprocess;
 use crate::model::runtime::RuntimeError;
@@ -58,7 +59,7 @@ pub struct FeatureEncoder<'b> {
     bundle: &'b Bundle,
 }
 
-fn shape_of(s: [usize; 3]) -> Shape {
+pub(crate) fn shape_of(s: [usize; 3]) -> Shape {
     // Manifest shapes are small; the container validates them again on parse.
     Shape::new(s[0] as u16, s[1] as u16, s[2] as u16)
 }
@@ -116,28 +117,7 @@ impl<'b> FeatureEncoder<'b> {
             .expect("checked")
             .run1(&y.data)?;
 
-        let [cz, hz, wz] = b.manifest.latent.z;
-        let plane = hz * wz;
-        let medians = b.entropy.z.medians();
-        // Rounding on the encoder only decides which symbols are sent; the
-        // decoder never repeats it, so float differences here cannot desync.
-        let z_symbols: Vec<i32> = z
-            .data
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| (v - medians[i / plane]).round_ties_even() as i32)
-            .collect();
-        let z_bytes = b.entropy.z.encode(&z_symbols, (cz, hz, wz))?;
-        let hyper = b.hyper.run(&z_symbols, hz, wz)?;
-        let means = hyper.mean_f32();
-        let y_symbols: Vec<i32> = y
-            .data
-            .iter()
-            .zip(&means)
-            .map(|(&v, &m)| (v - m).round_ties_even() as i32)
-            .collect();
-        let y_bytes = b.entropy.y.encode(&y_symbols, &hyper.index)?;
-
+        let coded: CodedLatent = b.latent_codec().encode::<EncodeError>(&y.data, &z.data)?;
         let frame = Frame {
             header: FrameHeader {
                 layer: Layer::Machine,
@@ -154,20 +134,20 @@ impl<'b> FeatureEncoder<'b> {
                 Substream {
                     kind: SubstreamKind::Z,
                     shape: shape_of(b.manifest.latent.z),
-                    data: z_bytes,
+                    data: coded.z_bytes,
                 },
                 Substream {
                     kind: SubstreamKind::Y,
                     shape: shape_of(b.manifest.latent.y),
-                    data: y_bytes,
+                    data: coded.y_bytes,
                 },
             ],
         };
         Ok(EncodedFrame {
             bytes: frame.encode()?,
             gain,
-            z_symbols,
-            y_symbols,
+            z_symbols: coded.z_symbols,
+            y_symbols: coded.y_symbols,
         })
     }
 }

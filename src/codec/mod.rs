@@ -7,7 +7,11 @@
 mod decoder;
 mod encoder;
 mod ivn;
+mod latent;
 
+pub(crate) use decoder::substream;
 pub use decoder::{DecodeError, DecodedFrame, DecodedLatents, FeatureDecoder};
+pub(crate) use encoder::shape_of;
 pub use encoder::{EncodeError, EncodedFrame, FeatureEncoder, Features, FrameMeta};
 pub use ivn::Normalisation;
+pub use latent::{CodedLatent, DecodedLatent, LatentCodec};

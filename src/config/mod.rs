@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub use defaults::{spool_dir_from, FALLBACK_DEVICE_ID, SPOOL_DIR_WITHOUT_SYSTEMD};
 pub use error::{ConfigError, ConfigErrorKind, Origin};
 pub use validate::topic_level_problem;
-pub use values::{Broker, BrokerParseError, KeywordError, LogTarget, RateMode};
+pub use values::{AuxMode, Broker, BrokerParseError, KeywordError, LogTarget, RateMode};
 
 /// The whole daemon configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +39,7 @@ pub struct Config {
     pub spool: SpoolSection,
     pub stats: StatsConfig,
     pub pipeline: PipelineConfig,
+    pub aux: AuxConfig,
     pub log: LogConfig,
 }
 
@@ -56,6 +57,7 @@ impl Default for Config {
             spool: SpoolSection::default(),
             stats: StatsConfig::default(),
             pipeline: PipelineConfig::default(),
+            aux: AuxConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -261,6 +263,41 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig { queue_frames: 2 }
+    }
+}
+
+/// `[aux]`: the human layer (aux frames on `<prefix>/<device>/aux`), sent on
+/// demand from a ring of recent frames (docs/fchmd.md, "Aux layer on demand").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuxConfig {
+    /// Human-layer bundle directory, trained on `bundle`'s machine bundle.
+    /// Empty (the default) disables the aux layer; `set/aux` is then refused.
+    pub bundle: PathBuf,
+    /// Recent encoded frames kept for `set/aux frame:<seq>`, 1..=64. Default: 8.
+    pub ring_frames: usize,
+    /// Most of the target bitrate the aux layer may use, 0.05..=0.9. Default: 0.5.
+    pub budget_share: f64,
+    /// Aux mode at start: `off` (only on request) or `on` (every encoded
+    /// frame; needs `bundle`). Default: `off`.
+    pub mode: AuxMode,
+}
+
+impl Default for AuxConfig {
+    fn default() -> Self {
+        AuxConfig {
+            bundle: PathBuf::new(),
+            ring_frames: 8,
+            budget_share: 0.5,
+            mode: AuxMode::Off,
+        }
+    }
+}
+
+impl AuxConfig {
+    /// The human-layer bundle, if the aux layer is enabled.
+    pub fn bundle(&self) -> Option<&Path> {
+        (!self.bundle.as_os_str().is_empty()).then_some(self.bundle.as_path())
     }
 }
 

@@ -5,8 +5,9 @@
 use std::path::Path;
 
 use super::error::ConfigError;
+use super::values::AuxMode;
 use super::values::Broker;
-use super::{Config, MqttConfig, RateConfig, SourceConfig, SpoolSection};
+use super::{AuxConfig, Config, MqttConfig, RateConfig, SourceConfig, SpoolSection};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -84,6 +85,28 @@ pub fn config(c: &Config) -> Check {
         "pipeline.queue_frames",
         depth,
         "a queue depth in frames, 1 to 1024",
+    )?;
+    aux(&c.aux)
+}
+
+fn aux(a: &AuxConfig) -> Check {
+    ensure(
+        (1..=64).contains(&a.ring_frames),
+        "aux.ring_frames",
+        a.ring_frames,
+        "a number of recent frames kept, 1 to 64",
+    )?;
+    ensure(
+        a.budget_share.is_finite() && (0.05..=0.9).contains(&a.budget_share),
+        "aux.budget_share",
+        a.budget_share,
+        "a share of the target bitrate, 0.05 to 0.9",
+    )?;
+    ensure(
+        a.mode == AuxMode::Off || a.bundle().is_some(),
+        "aux.mode",
+        quoted(a.mode.as_str()),
+        "\"off\" while aux.bundle is empty (\"on\" needs a human-layer bundle)",
     )
 }
 

@@ -144,6 +144,16 @@ pub enum RateMode {
     Kbps,
 }
 
+/// Whether the aux (human) layer goes with every frame or only on request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuxMode {
+    /// Only on request (`set/aux once` or `frame:<seq>`).
+    #[default]
+    Off,
+    /// With every encoded frame.
+    On,
+}
+
 /// Where log records go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogTarget {
@@ -181,6 +191,28 @@ impl RateMode {
             RateMode::Auto => "auto",
             RateMode::Gain => "gain",
             RateMode::Kbps => "kbps",
+        }
+    }
+}
+
+impl FromStr for AuxMode {
+    type Err = KeywordError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" => Ok(AuxMode::Off),
+            "on" => Ok(AuxMode::On),
+            _ => Err(KeywordError {
+                choices: "\"off\", \"on\"",
+            }),
+        }
+    }
+}
+
+impl AuxMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuxMode::Off => "off",
+            AuxMode::On => "on",
         }
     }
 }
@@ -249,6 +281,18 @@ impl<'de> Deserialize<'de> for RateMode {
 }
 
 impl Serialize for RateMode {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AuxMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_via_str(d)
+    }
+}
+
+impl Serialize for AuxMode {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
     }
@@ -342,6 +386,8 @@ mod tests {
     fn keywords() {
         assert_eq!("kbps".parse(), Ok(RateMode::Kbps));
         assert!("Kbps".parse::<RateMode>().is_err());
+        assert_eq!("on".parse(), Ok(AuxMode::On));
+        assert!("once".parse::<AuxMode>().is_err());
         assert_eq!("journald".parse(), Ok(LogTarget::Journald));
         assert_eq!(parse_level("debug"), Ok(log::LevelFilter::Debug));
         assert_eq!(parse_level("off"), Ok(log::LevelFilter::Off));

@@ -2,10 +2,13 @@
 //! (model work stays off the async runtime), and the uplink task.
 //!
 //! ```text
-//! capture ──DropOldest──▶ encoder (rate planner) ──mpsc──▶ uplink ──▶ MQTT
-//!                                  ▲                          │
-//!                                  └──── controller ◀── PUBACKs
+//! capture ──DropOldest──▶ encoder (rate planner, ring) ──mpsc──▶ uplink ──▶ MQTT
+//!                                  ▲                     feat + aux   │
+//!                                  └──── controller ◀── PUBACKs ──────┘
 //! ```
+//!
+//! The encoder also keeps the ring of recent frames and codes the aux layer
+//! when asked (`set/aux`, [`super::aux`]).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -17,12 +20,15 @@ use anyhow::{Context, Result};
 use image::RgbImage;
 use tokio::sync::{mpsc, watch};
 
+use super::aux::{self as aux, AuxChoice, AuxControl, AuxShared, AuxWhy, DeviceControl, RingEntry};
 use super::control::{Limits, RateControl, Settings};
 use super::queue::DropOldest;
 use super::stats::{EdgeCounters, StatsBuilder};
 use crate::capture::{self, CaptureOptions, Reopening, Source, SourceSpec};
-use crate::codec::{FeatureEncoder, FrameMeta};
+use crate::codec::{FeatureEncoder, Features, FrameMeta};
 use crate::config::{Broker, Config, RateMode};
+use crate::core::container::Layer;
+use crate::human::{AuxEncoder, HumanBundle, HumanManifest};
 use crate::model::bundle::{Bundle, Role};
 use crate::rate::{Controller, ControllerConfig, Planner, PlannerConfig, RateModel};
 use crate::telemetry::notify::Notifier;
@@ -188,6 +194,10 @@ fn spawn_capture(
 
 struct EncoderCtx {
     bundle: Bundle,
+    /// The human-layer bundle, when the aux layer is configured.
+    human: Option<HumanBundle>,
+    aux: Arc<AuxShared>,
+    fps: f64,
     queue: Arc<DropOldest<Captured>>,
     planner: Arc<Mutex<Planner>>,
     controller: Arc<Mutex<Controller>>,
@@ -196,79 +206,209 @@ struct EncoderCtx {
     out: mpsc::Sender<OutFrame>,
 }
 
+/// The uplink is gone: the encoder stops.
+struct Gone;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl EncoderCtx {
+    /// The target bitrate the planner and the aux budget work from, kbit/s.
+    fn target_kbps(&self, now: Instant) -> f64 {
+        let auto_target = self
+            .controller
+            .lock()
+            .map(|mut c| c.update(now))
+            .unwrap_or(0.0);
+        let s = *lock(&self.settings);
+        match s.mode {
+            RateMode::Auto => auto_target,
+            RateMode::Kbps => s.target_kbps,
+            RateMode::Gain => auto_target,
+        }
+    }
+
+    fn send(&self, out: OutFrame) -> Result<(), Gone> {
+        self.out.blocking_send(out).map_err(|_| {
+            log::warn!("uplink gone; encoder stopping");
+            Gone
+        })
+    }
+
+    /// Plan, code and send one machine frame; its features if it was sent.
+    fn machine(
+        &self,
+        encoder: &FeatureEncoder<'_>,
+        frame: &RingEntry,
+        target: f64,
+        now: Instant,
+    ) -> Result<Option<Features>, Gone> {
+        let decision = {
+            let mut p = lock(&self.planner);
+            // While aux goes with every frame, the machine layer plans for its share.
+            p.set_aux_streaming(self.aux.streaming());
+            p.decide(target, now)
+        };
+        let gain = match decision {
+            crate::rate::Decision::Encode { gain, .. } => gain,
+            crate::rate::Decision::Skip { reason } => {
+                self.counters.skipped_rate.fetch_add(1, Relaxed);
+                log::debug!(sequence = frame.sequence; "frame skipped: {reason}");
+                return Ok(None);
+            }
+        };
+        let meta = FrameMeta {
+            sequence: frame.sequence,
+            timestamp_us: frame.capture_us,
+        };
+        let coded = encoder
+            .features(&frame.image)
+            .and_then(|f| encoder.encode(&f, gain, meta).map(|e| (f, e)));
+        let (features, encoded) = match coded {
+            Ok(x) => x,
+            Err(e) => {
+                self.counters.encode_errors.fetch_add(1, Relaxed);
+                log::error!(sequence = frame.sequence; "encode failed: {e}");
+                return Ok(None);
+            }
+        };
+        let bits = encoded.bytes.len() as f64 * 8.0;
+        lock(&self.planner).observe(gain, bits);
+        self.counters.encoded.fetch_add(1, Relaxed);
+        self.counters
+            .encoded_bytes
+            .fetch_add(encoded.bytes.len() as u64, Relaxed);
+        self.send(OutFrame {
+            layer: Layer::Machine,
+            sequence: frame.sequence,
+            capture_us: frame.capture_us,
+            bytes: encoded.bytes,
+        })?;
+        Ok(Some(features))
+    }
+
+    /// Code and send the aux frame of `frame` within its budget, or count why not.
+    fn aux_frame(
+        &self,
+        encoder: &AuxEncoder<'_>,
+        manifest: &HumanManifest,
+        frame: &RingEntry,
+        features: &Features,
+        why: AuxWhy,
+        target: f64,
+    ) -> Result<(), Gone> {
+        let c = &self.aux.counters;
+        c.requested.fetch_add(1, Relaxed);
+        let debt = lock(&self.planner).aux_debt();
+        let budget = aux::budget_bits(why, self.aux.share, target, self.fps, debt);
+        let gain = match aux::choose_gain(manifest, budget) {
+            AuxChoice::Encode { gain, .. } => gain,
+            AuxChoice::Skip { min_bits } => {
+                c.skipped_budget.fetch_add(1, Relaxed);
+                log::info!(
+                    sequence = frame.sequence;
+                    "aux frame skipped: {budget:.0} bits of budget, the lowest aux gain needs {min_bits:.0}"
+                );
+                return Ok(());
+            }
+        };
+        let meta = FrameMeta {
+            sequence: frame.sequence,
+            timestamp_us: frame.capture_us,
+        };
+        let coded = encoder
+            .analyse(&frame.image, features)
+            .and_then(|ya| encoder.encode(&ya, features, gain, meta));
+        let encoded = match coded {
+            Ok(e) => e,
+            Err(e) => {
+                c.encode_errors.fetch_add(1, Relaxed);
+                log::error!(sequence = frame.sequence; "aux encode failed: {e}");
+                return Ok(());
+            }
+        };
+        let bytes = encoded.bytes.len();
+        lock(&self.planner).charge(bytes as f64 * 8.0);
+        c.encoded.fetch_add(1, Relaxed);
+        c.encoded_bytes.fetch_add(bytes as u64, Relaxed);
+        log::debug!(sequence = frame.sequence; "aux frame: gain {gain}, {bytes} bytes");
+        self.send(OutFrame {
+            layer: Layer::Aux,
+            sequence: frame.sequence,
+            capture_us: frame.capture_us,
+            bytes: encoded.bytes,
+        })
+    }
+
+    /// The loop: each captured frame, its aux frame if wanted, then pending `frame:` requests.
+    fn run(&self) {
+        let encoder = match FeatureEncoder::new(&self.bundle) {
+            Ok(e) => e,
+            Err(e) => {
+                log::error!("encoder: {e}");
+                return;
+            }
+        };
+        let aux_encoder = self.human.as_ref().and_then(|h| match AuxEncoder::new(h) {
+            Ok(a) => Some((a, &h.manifest)),
+            Err(e) => {
+                log::error!("aux encoder: {e}");
+                None
+            }
+        });
+        while let Some(captured) = self.queue.pop() {
+            let now = Instant::now();
+            let target = self.target_kbps(now);
+            let frame = RingEntry {
+                sequence: captured.sequence,
+                capture_us: captured.capture_us,
+                // Moved, not copied: the ring shares it.
+                image: Arc::new(captured.image),
+            };
+            let Ok(features) = self.machine(&encoder, &frame, target, now) else {
+                break;
+            };
+            let Some((aux_enc, manifest)) = &aux_encoder else {
+                continue;
+            };
+            if let Some(features) = features {
+                if let Some(why) = self.aux.encoded(&frame) {
+                    if self
+                        .aux_frame(aux_enc, manifest, &frame, &features, why, target)
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+            drop(frame);
+            while let Some(old) = self.aux.next_frame_request() {
+                let features = match encoder.features(&old.image) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        self.aux.counters.requested.fetch_add(1, Relaxed);
+                        self.aux.counters.encode_errors.fetch_add(1, Relaxed);
+                        log::error!(sequence = old.sequence; "aux: features failed: {e}");
+                        continue;
+                    }
+                };
+                if self
+                    .aux_frame(aux_enc, manifest, &old, &features, AuxWhy::Request, target)
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Encoder thread: plans each frame's rate, runs the models, hands frames to the uplink.
 fn spawn_encoder(ctx: EncoderCtx) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("encoder".into())
-        .spawn(move || {
-            let encoder = match FeatureEncoder::new(&ctx.bundle) {
-                Ok(e) => e,
-                Err(e) => {
-                    log::error!("encoder: {e}");
-                    return;
-                }
-            };
-            while let Some(frame) = ctx.queue.pop() {
-                let now = Instant::now();
-                let auto_target = ctx
-                    .controller
-                    .lock()
-                    .map(|mut c| c.update(now))
-                    .unwrap_or(0.0);
-                let s = *ctx.settings.lock().unwrap_or_else(|p| p.into_inner());
-                let target = match s.mode {
-                    RateMode::Auto => auto_target,
-                    RateMode::Kbps => s.target_kbps,
-                    RateMode::Gain => auto_target,
-                };
-                let decision = ctx
-                    .planner
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .decide(target, now);
-                let gain = match decision {
-                    crate::rate::Decision::Encode { gain, .. } => gain,
-                    crate::rate::Decision::Skip { reason } => {
-                        ctx.counters.skipped_rate.fetch_add(1, Relaxed);
-                        log::debug!(sequence = frame.sequence; "frame skipped: {reason}");
-                        continue;
-                    }
-                };
-                let meta = FrameMeta {
-                    sequence: frame.sequence,
-                    timestamp_us: frame.capture_us,
-                };
-                let encoded = encoder
-                    .features(&frame.image)
-                    .and_then(|f| encoder.encode(&f, gain, meta));
-                let encoded = match encoded {
-                    Ok(e) => e,
-                    Err(e) => {
-                        ctx.counters.encode_errors.fetch_add(1, Relaxed);
-                        log::error!(sequence = frame.sequence; "encode failed: {e}");
-                        continue;
-                    }
-                };
-                let bits = encoded.bytes.len() as f64 * 8.0;
-                ctx.planner
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .observe(gain, bits);
-                ctx.counters.encoded.fetch_add(1, Relaxed);
-                ctx.counters
-                    .encoded_bytes
-                    .fetch_add(encoded.bytes.len() as u64, Relaxed);
-                let out = OutFrame {
-                    sequence: frame.sequence,
-                    capture_us: frame.capture_us,
-                    bytes: encoded.bytes,
-                };
-                if ctx.out.blocking_send(out).is_err() {
-                    log::warn!("uplink gone; encoder stopping");
-                    break;
-                }
-            }
-        })
+        .spawn(move || ctx.run())
 }
 
 /// Run the daemon until SIGTERM/SIGINT or the end of a finite source.
@@ -343,6 +483,20 @@ async fn run_async(cfg: Config) -> Result<()> {
     let settings = Arc::new(Mutex::new(settings));
     let counters = Arc::new(EdgeCounters::default());
 
+    let human = match cfg.aux.bundle() {
+        Some(dir) => Some(load_human(dir, &bundle)?),
+        None => None,
+    };
+    let aux = Arc::new(AuxShared::new(
+        human.is_some(),
+        cfg.aux.ring_frames,
+        cfg.aux.budget_share,
+        cfg.aux.mode,
+    ));
+    if human.is_some() {
+        lock(&planner).set_aux_share(cfg.aux.budget_share);
+    }
+
     let (spool, recovery) = Spool::open(SpoolConfig {
         dir: cfg.spool.dir.clone(),
         max_bytes: cfg.spool.max_bytes,
@@ -376,14 +530,19 @@ async fn run_async(cfg: Config) -> Result<()> {
         latency_bound,
         shutdown_grace: Duration::from_secs(2),
     };
-    let control = RateControl {
-        settings: settings.clone(),
-        planner: planner.clone(),
-        limits: Limits {
-            min_kbps: cfg.rate.min_kbps,
-            max_kbps: cfg.rate.max_kbps,
-            gain_min: ivn.gain_min,
-            gain_max: ivn.gain_max,
+    let control = DeviceControl {
+        rate: RateControl {
+            settings: settings.clone(),
+            planner: planner.clone(),
+            limits: Limits {
+                min_kbps: cfg.rate.min_kbps,
+                max_kbps: cfg.rate.max_kbps,
+                gain_min: ivn.gain_min,
+                gain_max: ivn.gain_max,
+            },
+        },
+        aux: AuxControl {
+            shared: aux.clone(),
         },
     };
     let new_stats = || {
@@ -393,6 +552,7 @@ async fn run_async(cfg: Config) -> Result<()> {
             planner.clone(),
             controller.clone(),
             settings.clone(),
+            aux.clone(),
         )
     };
     let mut stats = new_stats();
@@ -427,6 +587,9 @@ async fn run_async(cfg: Config) -> Result<()> {
     )?;
     let encoder = spawn_encoder(EncoderCtx {
         bundle,
+        human,
+        aux,
+        fps,
         queue: queue.clone(),
         planner,
         controller,
@@ -493,6 +656,41 @@ async fn run_async(cfg: Config) -> Result<()> {
     Ok(())
 }
 
+/// The human-layer bundle for the camera; refused unless it was trained on `machine`.
+fn load_human(dir: &Path, machine: &Bundle) -> Result<HumanBundle> {
+    let human = HumanBundle::load(dir, Role::Edge).with_context(|| {
+        format!(
+            "loading the human-layer bundle {} (aux.bundle)",
+            dir.display()
+        )
+    })?;
+    check_pairing(&human.manifest, &machine.manifest, dir)?;
+    AuxEncoder::new(&human).with_context(|| format!("aux.bundle {}", dir.display()))?;
+    log::info!(
+        "human-layer bundle {} ({}) loaded for the aux layer",
+        human.manifest.name,
+        human.manifest.bundle_id
+    );
+    Ok(human)
+}
+
+fn check_pairing(
+    human: &HumanManifest,
+    machine: &crate::model::manifest::Manifest,
+    dir: &Path,
+) -> Result<()> {
+    if human.machine_id() != machine.id() {
+        anyhow::bail!(
+            "aux.bundle {}: trained on machine bundle {}, but bundle is {} ({})",
+            dir.display(),
+            human.machine_bundle_id,
+            machine.bundle_id,
+            machine.name
+        );
+    }
+    Ok(())
+}
+
 /// Check `path` without starting anything (`fchmd --check-config`).
 pub fn check(cfg: &Config) -> Result<()> {
     let _: SourceSpec = cfg
@@ -500,7 +698,12 @@ pub fn check(cfg: &Config) -> Result<()> {
         .spec
         .parse()
         .with_context(|| format!("source.spec {:?}", cfg.source.spec))?;
-    crate::model::manifest::Manifest::load(Path::new(&cfg.bundle))
+    let machine = crate::model::manifest::Manifest::load(Path::new(&cfg.bundle))
         .with_context(|| format!("bundle {}", cfg.bundle.display()))?;
+    if let Some(dir) = cfg.aux.bundle() {
+        let human =
+            HumanManifest::load(dir).with_context(|| format!("aux.bundle {}", dir.display()))?;
+        check_pairing(&human, &machine, dir)?;
+    }
     Ok(())
 }

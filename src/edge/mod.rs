@@ -1,5 +1,6 @@
 //! fchmd, the edge daemon: capture → encode (rate-planned) → uplink.
 
+pub mod aux;
 mod control;
 mod daemon;
 mod queue;
@@ -9,6 +10,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+pub use aux::{AuxCommand, AuxControl, AuxShared, DeviceControl, Ring, RingEntry};
 pub use control::{Limits, RateControl, Settings};
 pub use daemon::{check, parse_final_accounting, run, FINAL_PREFIX};
 pub use queue::DropOldest;

@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
+use super::aux::AuxShared;
 use super::control::{mode_name, Settings};
 use crate::rate::{Controller, Planner};
 use crate::transport::LinkReport;
@@ -42,6 +43,7 @@ pub struct StatsBuilder {
     pub planner: Arc<Mutex<Planner>>,
     pub controller: Arc<Mutex<Controller>>,
     pub settings: Arc<Mutex<Settings>>,
+    pub aux: Arc<AuxShared>,
     last: Snapshot,
 }
 
@@ -52,6 +54,7 @@ impl StatsBuilder {
         planner: Arc<Mutex<Planner>>,
         controller: Arc<Mutex<Controller>>,
         settings: Arc<Mutex<Settings>>,
+        aux: Arc<AuxShared>,
     ) -> Self {
         Self {
             device,
@@ -59,6 +62,7 @@ impl StatsBuilder {
             planner,
             controller,
             settings,
+            aux,
             last: Snapshot::default(),
         }
     }
@@ -73,6 +77,8 @@ impl StatsBuilder {
             "refused_commands": link.refused_commands,
             "dropped": self.dropped(link),
             "totals": self.totals(link),
+            // The aux layer stands apart: none of its frames is in the totals above.
+            "aux": self.aux.json(link.aux_acked, link.aux_dropped_offline, link.aux_dropped_congestion),
         })
     }
 

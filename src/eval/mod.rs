@@ -30,8 +30,10 @@
 
 pub mod baseline;
 pub mod bdrate;
+pub mod human;
 pub mod map;
 pub mod plot;
+pub mod quality;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -114,7 +116,7 @@ pub struct BdRateEntry {
 }
 
 impl BdRateEntry {
-    fn new(anchor: &str, r: Result<BdRate, String>) -> Self {
+    pub(crate) fn new(anchor: &str, r: Result<BdRate, String>) -> Self {
         match r {
             Ok(b) => Self {
                 anchor: anchor.to_owned(),
@@ -460,7 +462,8 @@ pub fn run(cfg: &EvalConfig) -> Result<Summary> {
         m.name,
         m.version
     );
-    let plot_text_missing = plot::write_png(&plot_path, &title, &series)?.map(str::to_owned);
+    let plot_text_missing =
+        plot::write_png(&plot_path, &title, &series, plot::YAxis::MAP)?.map(str::to_owned);
 
     let json_path = cfg
         .json

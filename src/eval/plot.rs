@@ -98,7 +98,46 @@ fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
 }
 
 /// Render the plot; `text` = false draws only axes, grid and curves.
-pub fn render(title: &str, series: &[Series], text: bool) -> Result<RgbImage> {
+/// The quantity on the y axis and its range.
+#[derive(Debug, Clone, Copy)]
+pub struct YAxis {
+    pub desc: &'static str,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl YAxis {
+    pub const MAP: YAxis = YAxis {
+        desc: "fidelity mAP@0.5",
+        lo: 0.0,
+        hi: 1.05,
+    };
+
+    /// A range that fits every point of `series`, with a margin.
+    pub fn fitting(desc: &'static str, series: &[Series]) -> YAxis {
+        let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+        let (lo, hi) = ys
+            .filter(|y| y.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), y| {
+                (lo.min(y), hi.max(y))
+            });
+        if !lo.is_finite() {
+            return YAxis {
+                desc,
+                lo: 0.0,
+                hi: 1.0,
+            };
+        }
+        let pad = ((hi - lo) * 0.05).max(1e-3);
+        YAxis {
+            desc,
+            lo: lo - pad,
+            hi: hi + pad,
+        }
+    }
+}
+
+pub fn render(title: &str, series: &[Series], y: YAxis, text: bool) -> Result<RgbImage> {
     let shown: Vec<Series> = series
         .iter()
         .map(|s| Series {
@@ -139,14 +178,14 @@ pub fn render(title: &str, series: &[Series], text: bool) -> Result<RgbImage> {
         let mut chart = builder
             .build_cartesian_2d(
                 (lo..hi).log_scale().with_key_points(log_ticks(lo, hi)),
-                0f64..1.05,
+                y.lo..y.hi,
             )
             .map_err(|e| err(&e))?;
         if text {
             chart
                 .configure_mesh()
                 .x_desc("bits per pixel (512×512 detector input, log scale)")
-                .y_desc("fidelity mAP@0.5")
+                .y_desc(y.desc)
                 .x_label_formatter(&|v| tick(*v))
                 .y_label_formatter(&|v| format!("{v:.1}"))
                 .label_style((FAMILY, 16))
@@ -158,12 +197,15 @@ pub fn render(title: &str, series: &[Series], text: bool) -> Result<RgbImage> {
             // draw the grid and the frame by hand.
             let grey = RGBColor(220, 220, 220);
             let mut lines: Vec<Vec<(f64, f64)>> = (0..=10)
-                .map(|i| vec![(lo, i as f64 / 10.0), (hi, i as f64 / 10.0)])
+                .map(|i| {
+                    let v = y.lo + (y.hi - y.lo) * i as f64 / 10.0;
+                    vec![(lo, v), (hi, v)]
+                })
                 .collect();
             lines.extend(
                 log_ticks(lo, hi)
                     .into_iter()
-                    .map(|x| vec![(x, 0.0), (x, 1.05)]),
+                    .map(|x| vec![(x, y.lo), (x, y.hi)]),
             );
             chart
                 .draw_series(lines.into_iter().map(|l| PathElement::new(l, grey)))
@@ -213,9 +255,14 @@ pub fn render(title: &str, series: &[Series], text: bool) -> Result<RgbImage> {
 
 /// Write the plot as PNG; returns whether text (title, axes, legend) was drawn,
 /// and the reason when it was not.
-pub fn write_png(path: &Path, title: &str, series: &[Series]) -> Result<Option<&'static str>> {
+pub fn write_png(
+    path: &Path,
+    title: &str,
+    series: &[Series],
+    y: YAxis,
+) -> Result<Option<&'static str>> {
     let missing = font().err();
-    let img = render(title, series, missing.is_none())?;
+    let img = render(title, series, y, missing.is_none())?;
     if img.dimensions() != (WIDTH, HEIGHT) {
         bail!("plot has the wrong size");
     }
@@ -270,7 +317,7 @@ mod tests {
 
     #[test]
     fn draws_without_text() {
-        let img = render("t", &series(), false).unwrap();
+        let img = render("t", &series(), YAxis::MAP, false).unwrap();
         assert_eq!(img.dimensions(), (WIDTH, HEIGHT));
         // Some blue and some red pixels: both curves are there.
         assert!(img.pixels().any(|p| p.0 == [0, 0, 255]));
@@ -281,14 +328,14 @@ mod tests {
     fn draws_with_text_when_a_font_exists() {
         match font() {
             Ok(_) => {
-                let plain = render("t", &series(), false).unwrap();
-                let text = render("RD", &series(), true).unwrap();
+                let plain = render("t", &series(), YAxis::MAP, false).unwrap();
+                let text = render("RD", &series(), YAxis::MAP, true).unwrap();
                 assert!(non_white(&text) > non_white(&plain));
             }
             // Nothing to check without a font; the no-text path is covered above.
             Err(why) => eprintln!("skipping the text rendering check: {why}"),
         }
         // Empty input still renders (default axis range).
-        assert!(render("empty", &[], false).is_ok());
+        assert!(render("empty", &[], YAxis::MAP, false).is_ok());
     }
 }

@@ -21,7 +21,7 @@ pub enum Role {
 }
 
 impl Role {
-    fn wants(self, graph_role: &str, key: &str) -> bool {
+    pub(crate) fn wants(self, graph_role: &str, key: &str) -> bool {
         match self {
             Role::Edge => graph_role == "edge",
             Role::Server => graph_role == "server" && key != "detector_full",
@@ -156,10 +156,30 @@ impl Bundle {
         }
     }
 
-    pub fn require<'a>(&self, g: &'a Option<Graph>, key: &str) -> Result<&'a Graph, BundleError> {
-        g.as_ref().ok_or_else(|| BundleError::Inconsistent {
-            dir: self.dir.clone(),
-            problem: format!("graph {key} is not loaded for role {:?}", self.role),
-        })
+    /// The machine layer's latent coder.
+    pub fn latent_codec(&self) -> crate::codec::LatentCodec<'_> {
+        crate::codec::LatentCodec {
+            entropy: &self.entropy,
+            hyper: &self.hyper,
+            z: self.manifest.latent.z,
+            y: self.manifest.latent.y,
+        }
     }
+
+    pub fn require<'a>(&self, g: &'a Option<Graph>, key: &str) -> Result<&'a Graph, BundleError> {
+        require_graph(&self.dir, self.role, g, key)
+    }
+}
+
+/// `g`, or an error saying that graph `key` is not loaded for `role`.
+pub(crate) fn require_graph<'a>(
+    dir: &Path,
+    role: Role,
+    g: &'a Option<Graph>,
+    key: &str,
+) -> Result<&'a Graph, BundleError> {
+    g.as_ref().ok_or_else(|| BundleError::Inconsistent {
+        dir: dir.to_owned(),
+        problem: format!("graph {key} is not loaded for role {role:?}"),
+    })
 }

@@ -41,7 +41,7 @@ pub enum ManifestError {
     Field { field: String, problem: String },
 }
 
-fn field(field: impl Into<String>, problem: impl Into<String>) -> ManifestError {
+pub(crate) fn field(field: impl Into<String>, problem: impl Into<String>) -> ManifestError {
     ManifestError::Field {
         field: field.into(),
         problem: problem.into(),
@@ -88,29 +88,39 @@ impl IvnSpec {
     /// The gain expected to give `bpp`, interpolating the rate table linearly
     /// in log(gain) vs log(bpp); clamped to the table's ends.
     pub fn gain_for_bpp(&self, bpp: f64) -> Option<f32> {
-        let mut pts: Vec<(f64, f64)> = self
-            .rate_table
-            .iter()
-            .filter(|p| p.bpp > 0.0 && p.gain > 0.0)
-            .map(|p| (p.bpp.ln(), (p.gain as f64).ln()))
-            .collect();
-        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let (first, last) = (*pts.first()?, *pts.last()?);
-        if bpp.is_nan() || bpp <= 0.0 {
-            return None;
-        }
-        let x = bpp.ln();
-        let g = if x <= first.0 {
-            first.1
-        } else if x >= last.0 {
-            last.1
-        } else {
-            let i = pts.windows(2).position(|w| x <= w[1].0)?;
-            let (a, b) = (pts[i], pts[i + 1]);
-            a.1 + (x - a.0) / (b.0 - a.0).max(1e-12) * (b.1 - a.1)
-        };
-        Some((g.exp() as f32).clamp(self.gain_min, self.gain_max))
+        let table: Vec<(f64, f32)> = self.rate_table.iter().map(|p| (p.bpp, p.gain)).collect();
+        interpolate_gain(&table, bpp).map(|g| g.clamp(self.gain_min, self.gain_max))
     }
+}
+
+/// The gain expected to give `bpp` from (bpp, gain) rows, linear in
+/// log(gain) vs log(bpp), clamped to the table's ends. `None` for a bad
+/// `bpp` or a table without positive rows.
+pub(crate) fn interpolate_gain(table: &[(f64, f32)], bpp: f64) -> Option<f32> {
+    let mut pts: Vec<(f64, f64)> = table
+        .iter()
+        .filter(|(b, g)| *b > 0.0 && *g > 0.0)
+        .map(|&(b, g)| (b.ln(), (g as f64).ln()))
+        .collect();
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if bpp.is_nan() || bpp <= 0.0 {
+        return None;
+    }
+    interpolate(&pts, bpp.ln()).map(|g| g.exp() as f32)
+}
+
+/// Piecewise-linear y(x) through points sorted by x, clamped to the ends.
+pub(crate) fn interpolate(pts: &[(f64, f64)], x: f64) -> Option<f64> {
+    let (first, last) = (*pts.first()?, *pts.last()?);
+    if x <= first.0 {
+        return Some(first.1);
+    }
+    if x >= last.0 {
+        return Some(last.1);
+    }
+    let i = pts.windows(2).position(|w| x <= w[1].0)?;
+    let (a, b) = (pts[i], pts[i + 1]);
+    Some(a.1 + (x - a.0) / (b.0 - a.0).max(1e-12) * (b.1 - a.1))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -220,60 +230,18 @@ impl Manifest {
                 return Err(field(key, format!("{file} is not listed in files")));
             }
         }
-        for (name, digest) in &self.files {
-            if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(field(format!("files.{name}"), "not a sha256 hex digest"));
-            }
-            if name.contains('/') || name.contains("..") {
-                return Err(field(
-                    format!("files.{name}"),
-                    "file names must be plain names inside the bundle",
-                ));
-            }
-        }
+        check_files(&self.files)?;
+        check_input(&self.input)?;
         let ivn = &self.ivn;
         if !(ivn.gain_min.is_finite() && ivn.gain_min > 0.0 && ivn.gain_max > ivn.gain_min) {
             return Err(field("ivn", "need 0 < gain_min < gain_max"));
-        }
-        // Preprocessing implements exactly one convention; refuse the rest
-        // rather than feed a graph pixels it was not trained on.
-        let i = &self.input;
-        if i.layout != "NCHW"
-            || i.colour != "RGB"
-            || i.range != [0.0, 255.0]
-            || i.resize != "stretch-bilinear"
-        {
-            return Err(field(
-                "input",
-                "only NCHW, RGB, range [0, 255], resize \"stretch-bilinear\" is supported",
-            ));
         }
         Ok(())
     }
 
     /// Hash every file the manifest names (a subset when `only` is given) and compare.
     pub fn verify_files(&self, dir: &Path, only: Option<&[&str]>) -> Result<(), ManifestError> {
-        for (name, expected) in &self.files {
-            if only.is_some_and(|o| !o.contains(&name.as_str())) {
-                continue;
-            }
-            let path = dir.join(name);
-            if !path.exists() {
-                return Err(ManifestError::MissingFile {
-                    file: name.clone(),
-                    path,
-                });
-            }
-            let actual = sha256_file(&path)?;
-            if &actual != expected {
-                return Err(ManifestError::Checksum {
-                    file: name.clone(),
-                    expected: expected.clone(),
-                    actual,
-                });
-            }
-        }
-        Ok(())
+        verify_files(&self.files, dir, only)
     }
 
     pub fn graph(&self, key: &str) -> Result<&GraphSpec, ManifestError> {
@@ -285,4 +253,65 @@ impl Manifest {
     pub fn id(&self) -> BundleId {
         self.bundle_id.parse().expect("validated in load()")
     }
+}
+
+/// Every file name is a plain name inside the bundle and every digest a sha256.
+pub(crate) fn check_files(files: &BTreeMap<String, String>) -> Result<(), ManifestError> {
+    for (name, digest) in files {
+        if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(field(format!("files.{name}"), "not a sha256 hex digest"));
+        }
+        if name.contains('/') || name.contains("..") {
+            return Err(field(
+                format!("files.{name}"),
+                "file names must be plain names inside the bundle",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Preprocessing implements exactly one convention; refuse the rest rather
+/// than feed a graph pixels it was not trained on.
+pub(crate) fn check_input(i: &InputSpec) -> Result<(), ManifestError> {
+    if i.layout != "NCHW"
+        || i.colour != "RGB"
+        || i.range != [0.0, 255.0]
+        || i.resize != "stretch-bilinear"
+    {
+        return Err(field(
+            "input",
+            "only NCHW, RGB, range [0, 255], resize \"stretch-bilinear\" is supported",
+        ));
+    }
+    Ok(())
+}
+
+/// Hash every file named in `files` (a subset when `only` is given) and compare.
+pub(crate) fn verify_files(
+    files: &BTreeMap<String, String>,
+    dir: &Path,
+    only: Option<&[&str]>,
+) -> Result<(), ManifestError> {
+    for (name, expected) in files {
+        if only.is_some_and(|o| !o.contains(&name.as_str())) {
+            continue;
+        }
+        let path = dir.join(name);
+        if !path.exists() {
+            return Err(ManifestError::MissingFile {
+                file: name.clone(),
+                path,
+            });
+        }
+        let actual = sha256_file(&path)?;
+        if &actual != expected {
+            return Err(ManifestError::Checksum {
+                file: name.clone(),
+                expected: expected.clone(),
+                actual,
+            });
+        }
+    }
+    Ok(())
 }

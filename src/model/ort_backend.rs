@@ -18,10 +18,10 @@ use std::sync::Mutex;
 
 use ort::environment::Environment;
 use ort::ep;
-use ort::session::Session;
+use ort::session::{Session, SessionInputValue};
 use ort::value::{TensorRef, ValueType};
 
-use super::runtime::{Array, RuntimeError};
+use super::runtime::{Array, GraphInput, RuntimeError};
 
 /// Environment variable naming the ONNX Runtime library to load.
 pub const DYLIB_ENV: &str = "ORT_DYLIB_PATH";
@@ -188,7 +188,6 @@ impl OrtPlan {
     pub(crate) fn load(
         name: &str,
         path: &Path,
-        input_shape: &[usize],
         providers: &[ExecutionProvider],
     ) -> Result<Self, RuntimeError> {
         let err = |message: String| RuntimeError::Load {
@@ -230,49 +229,65 @@ impl OrtPlan {
             })?;
         }
         let session = builder.commit_from_file(path).map_err(|e| in_file(&e))?;
-
-        // The manifest's shape must fit the graph's single f32 input.
-        let inputs = session.inputs();
-        if inputs.len() != 1 {
-            return Err(in_file(&format!(
-                "expected one input, the graph has {}",
-                inputs.len()
-            )));
-        }
-        if let ValueType::Tensor { ty, shape, .. } = inputs[0].dtype() {
-            let fits = shape.len() == input_shape.len()
-                && shape
-                    .iter()
-                    .zip(input_shape)
-                    .all(|(&d, &want)| d < 0 || d as usize == want);
-            if *ty != ort::value::TensorElementType::Float32 || !fits {
-                return Err(in_file(&format!(
-                    "input {} is {ty:?} {:?}, the manifest says f32 {input_shape:?}",
-                    inputs[0].name(),
-                    &shape[..]
-                )));
-            }
-        } else {
-            return Err(in_file(&"the input is not a tensor"));
-        }
         Ok(Self {
             session: Mutex::new(session),
         })
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Session> {
+        self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn input_names(&self) -> Vec<String> {
+        self.lock()
+            .inputs()
+            .iter()
+            .map(|i| i.name().to_owned())
+            .collect()
+    }
+
+    /// The manifest's shapes must fit the graph's f32 inputs.
+    pub(crate) fn check_inputs(&self, wanted: &[GraphInput]) -> Result<(), String> {
+        let session = self.lock();
+        for (input, want) in session.inputs().iter().zip(wanted) {
+            let ValueType::Tensor { ty, shape, .. } = input.dtype() else {
+                return Err(format!("input {} is not a tensor", input.name()));
+            };
+            let fits = shape.len() == want.shape.len()
+                && shape
+                    .iter()
+                    .zip(&want.shape)
+                    .all(|(&d, &w)| d < 0 || d as usize == w);
+            if *ty != ort::value::TensorElementType::Float32 || !fits {
+                return Err(format!(
+                    "input {} is {ty:?} {:?}, the manifest says f32 {:?}",
+                    input.name(),
+                    &shape[..],
+                    want.shape
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn run(
         &self,
         name: &str,
-        input_shape: &[usize],
-        input: &[f32],
+        specs: &[GraphInput],
+        inputs: &[&[f32]],
     ) -> Result<Vec<Array>, RuntimeError> {
         let run_err = |e: ort::Error| RuntimeError::Run {
             graph: name.to_owned(),
             message: e.to_string(),
         };
-        let tensor = TensorRef::from_array_view((input_shape, input)).map_err(run_err)?;
-        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
-        let outputs = session.run(ort::inputs![tensor]).map_err(run_err)?;
+        let mut values = Vec::with_capacity(inputs.len());
+        for (spec, data) in specs.iter().zip(inputs) {
+            let tensor =
+                TensorRef::from_array_view((spec.shape.as_slice(), *data)).map_err(run_err)?;
+            values.push((spec.name.clone(), SessionInputValue::from(tensor)));
+        }
+        let mut session = self.lock();
+        let outputs = session.run(values).map_err(run_err)?;
         outputs
             .values()
             .map(|v| {

@@ -109,10 +109,23 @@ enum Plan {
     Ort(super::ort_backend::OrtPlan),
 }
 
-/// One runnable graph with a single f32 input of static shape.
+/// One graph input: its name in the ONNX file and its static shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphInput {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+impl GraphInput {
+    fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// One runnable graph with f32 inputs of static shapes, in the graph's order.
 pub struct Graph {
     name: String,
-    input_shape: Vec<usize>,
+    inputs: Vec<GraphInput>,
     backend: Backend,
     plan: Plan,
 }
@@ -121,7 +134,7 @@ impl std::fmt::Debug for Graph {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Graph")
             .field("name", &self.name)
-            .field("input_shape", &self.input_shape)
+            .field("inputs", &self.inputs)
             .field("backend", &self.backend)
             .finish()
     }
@@ -135,63 +148,144 @@ pub struct Array {
 }
 
 impl Graph {
-    /// Load in tract with the input shape pinned, then optimise: tract only
-    /// picks its fast kernels once every shape is known.
+    /// Load a single-input graph in tract with the input shape pinned, then
+    /// optimise: tract only picks its fast kernels once every shape is known.
     pub fn load(name: &str, path: &Path, input_shape: &[usize]) -> Result<Self, RuntimeError> {
         Self::load_with(name, path, input_shape, &Backend::Tract)
     }
 
-    /// Load for `backend`; the input shape is fixed either way.
+    /// Load a single-input graph for `backend`; the input shape is fixed either way.
     pub fn load_with(
         name: &str,
         path: &Path,
         input_shape: &[usize],
         backend: &Backend,
     ) -> Result<Self, RuntimeError> {
-        let plan = match backend {
-            Backend::Tract => Plan::Tract(Self::tract_plan(name, path, input_shape)?),
+        Self::load_inputs(name, path, &[(None, input_shape.to_vec())], backend)
+    }
+
+    /// Load a graph whose inputs are given by name (the manifest's map); the
+    /// order is the ONNX file's, which a name-keyed map cannot carry.
+    pub fn load_named<'a>(
+        name: &str,
+        path: &Path,
+        inputs: impl IntoIterator<Item = (&'a String, &'a Vec<usize>)>,
+        backend: &Backend,
+    ) -> Result<Self, RuntimeError> {
+        let wanted: Vec<(Option<String>, Vec<usize>)> = inputs
+            .into_iter()
+            .map(|(n, s)| (Some(n.clone()), s.clone()))
+            .collect();
+        Self::load_inputs(name, path, &wanted, backend)
+    }
+
+    /// `wanted`: shapes by input name; a single unnamed entry fits a
+    /// single-input graph whatever its input is called.
+    fn load_inputs(
+        name: &str,
+        path: &Path,
+        wanted: &[(Option<String>, Vec<usize>)],
+        backend: &Backend,
+    ) -> Result<Self, RuntimeError> {
+        let err = |message: String| RuntimeError::Load {
+            graph: name.to_owned(),
+            message: format!("{}: {message}", path.display()),
+        };
+        let (plan, inputs) = match backend {
+            Backend::Tract => {
+                let model = tract_onnx::onnx()
+                    .model_for_path(path)
+                    .map_err(|e| err(format!("{e:#}")))?;
+                let names = model
+                    .input_outlets()
+                    .map_err(|e| err(format!("{e:#}")))?
+                    .iter()
+                    .map(|o| model.node(o.node).name.clone())
+                    .collect::<Vec<_>>();
+                let inputs = Self::order_inputs(&names, wanted).map_err(err)?;
+                let plan = Self::tract_plan(model, &inputs).map_err(err)?;
+                (Plan::Tract(plan), inputs)
+            }
             #[cfg(feature = "ort")]
-            Backend::Ort { providers } => Plan::Ort(super::ort_backend::OrtPlan::load(
-                name,
-                path,
-                input_shape,
-                providers,
-            )?),
+            Backend::Ort { providers } => {
+                let plan = super::ort_backend::OrtPlan::load(name, path, providers)?;
+                let inputs = Self::order_inputs(&plan.input_names(), wanted).map_err(err)?;
+                plan.check_inputs(&inputs).map_err(err)?;
+                (Plan::Ort(plan), inputs)
+            }
         };
         Ok(Self {
             name: name.to_owned(),
-            input_shape: input_shape.to_vec(),
+            inputs,
             backend: backend.clone(),
             plan,
         })
     }
 
+    /// Pair the graph's input names (in order) with the shapes asked for.
+    fn order_inputs(
+        names: &[String],
+        wanted: &[(Option<String>, Vec<usize>)],
+    ) -> Result<Vec<GraphInput>, String> {
+        if let [(None, shape)] = wanted {
+            return match names {
+                [only] => Ok(vec![GraphInput {
+                    name: only.clone(),
+                    shape: shape.clone(),
+                }]),
+                _ => Err(format!(
+                    "expected one input, the graph has {}: {names:?}",
+                    names.len()
+                )),
+            };
+        }
+        if names.len() != wanted.len() {
+            return Err(format!(
+                "the graph has inputs {names:?}, the manifest names {} inputs",
+                wanted.len()
+            ));
+        }
+        names
+            .iter()
+            .map(|n| {
+                wanted
+                    .iter()
+                    .find(|(w, _)| w.as_deref() == Some(n.as_str()))
+                    .map(|(_, shape)| GraphInput {
+                        name: n.clone(),
+                        shape: shape.clone(),
+                    })
+                    .ok_or_else(|| format!("graph input {n:?} has no shape in the manifest"))
+            })
+            .collect()
+    }
+
     fn tract_plan(
-        name: &str,
-        path: &Path,
-        input_shape: &[usize],
-    ) -> Result<std::sync::Arc<TypedRunnableModel>, RuntimeError> {
-        let err = |e: TractError| RuntimeError::Load {
-            graph: name.to_owned(),
-            message: format!("{}: {e:#}", path.display()),
-        };
-        tract_onnx::onnx()
-            .model_for_path(path)
-            .map_err(err)?
-            .with_input_fact(0, f32::fact(input_shape).into())
-            .map_err(err)?
+        mut model: InferenceModel,
+        inputs: &[GraphInput],
+    ) -> Result<std::sync::Arc<TypedRunnableModel>, String> {
+        for (i, input) in inputs.iter().enumerate() {
+            model = model
+                .with_input_fact(i, f32::fact(&input.shape).into())
+                .map_err(|e| format!("{e:#}"))?;
+        }
+        model
             .into_optimized()
-            .map_err(err)?
-            .into_runnable()
-            .map_err(err)
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| format!("{e:#}"))
     }
 
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The first input's shape (the only one of a single-input graph).
     pub fn input_shape(&self) -> &[usize] {
-        &self.input_shape
+        &self.inputs[0].shape
+    }
+
+    pub fn inputs(&self) -> &[GraphInput] {
+        &self.inputs
     }
 
     /// The backend this graph was loaded for.
@@ -199,33 +293,71 @@ impl Graph {
         &self.backend
     }
 
-    /// Run on one input; returns every output.
+    /// Run a single-input graph; returns every output.
     pub fn run(&self, input: &[f32]) -> Result<Vec<Array>, RuntimeError> {
-        if input.len() != self.input_shape.iter().product::<usize>() {
-            return Err(RuntimeError::InputShape {
+        match self.inputs.as_slice() {
+            [only] => self.run_named(&[(only.name.as_str(), input)]),
+            _ => Err(RuntimeError::Run {
                 graph: self.name.clone(),
-                expected: self.input_shape.clone(),
-                got: input.len(),
+                message: format!("needs {} named inputs", self.inputs.len()),
+            }),
+        }
+    }
+
+    /// Run with inputs given by name, in any order; returns every output in the graph's order.
+    pub fn run_named(&self, given: &[(&str, &[f32])]) -> Result<Vec<Array>, RuntimeError> {
+        let mut ordered: Vec<&[f32]> = Vec::with_capacity(self.inputs.len());
+        for spec in &self.inputs {
+            let data = given
+                .iter()
+                .find(|(n, _)| *n == spec.name)
+                .map(|(_, d)| *d)
+                .ok_or_else(|| RuntimeError::Run {
+                    graph: self.name.clone(),
+                    message: format!("input {:?} not given", spec.name),
+                })?;
+            if data.len() != spec.len() {
+                return Err(RuntimeError::InputShape {
+                    graph: format!("{} (input {})", self.name, spec.name),
+                    expected: spec.shape.clone(),
+                    got: data.len(),
+                });
+            }
+            ordered.push(data);
+        }
+        if given.len() != self.inputs.len() {
+            return Err(RuntimeError::Run {
+                graph: self.name.clone(),
+                message: format!(
+                    "{} inputs given, the graph takes {}",
+                    given.len(),
+                    self.inputs.len()
+                ),
             });
         }
         match &self.plan {
-            Plan::Tract(plan) => self.run_tract(plan, input),
+            Plan::Tract(plan) => self.run_tract(plan, &ordered),
             #[cfg(feature = "ort")]
-            Plan::Ort(plan) => plan.run(&self.name, &self.input_shape, input),
+            Plan::Ort(plan) => plan.run(&self.name, &self.inputs, &ordered),
         }
     }
 
     fn run_tract(
         &self,
         plan: &std::sync::Arc<TypedRunnableModel>,
-        input: &[f32],
+        inputs: &[&[f32]],
     ) -> Result<Vec<Array>, RuntimeError> {
         let run_err = |e: TractError| RuntimeError::Run {
             graph: self.name.clone(),
             message: format!("{e:#}"),
         };
-        let tensor = Tensor::from_shape(&self.input_shape, input).map_err(run_err)?;
-        let outputs = plan.run(tvec!(tensor.into())).map_err(run_err)?;
+        let tensors = inputs
+            .iter()
+            .zip(&self.inputs)
+            .map(|(data, spec)| Ok(Tensor::from_shape(&spec.shape, data)?.into()))
+            .collect::<TractResult<TVec<TValue>>>()
+            .map_err(run_err)?;
+        let outputs = plan.run(tensors).map_err(run_err)?;
         outputs
             .iter()
             .map(|t| {

@@ -114,6 +114,14 @@
 //!   the long run stays within the target. A frame the bucket cannot pay for
 //!   at the current gain is coded at the largest gain it can pay for, or
 //!   skipped if that is not even `gain_min`.
+//! * A **second layer** (fchmd's aux frames) shares the budget without
+//!   teaching the model: [`Planner::charge`] books its bits as a debt that
+//!   each refill repays with at most the layer's share
+//!   ([`Planner::set_aux_share`]), so the machine layer always gets at least
+//!   `1 - share` of the target however large the aux frames. While the aux
+//!   layer goes with every frame ([`Planner::set_aux_streaming`]) the machine
+//!   gain is also steered to `(1 - share) × target`, so it fits beside it
+//!   instead of being squeezed into skips.
 
 mod aimd;
 mod bucket;

@@ -116,6 +116,13 @@ pub struct Planner {
     up_streak: u32,
     bucket: TokenBucket,
     last_decide: Option<Instant>,
+    /// Share of each refill that may repay `aux_debt` (0: no second layer).
+    aux_share: f64,
+    /// Steer the gain to `(1 - aux_share)` of the target (the aux layer goes
+    /// with every frame); also done while `aux_debt` is owed.
+    aux_streaming: bool,
+    /// Bits of the aux layer not yet repaid from the refills.
+    aux_debt: f64,
 }
 
 impl Planner {
@@ -130,6 +137,9 @@ impl Planner {
             up_streak: 0,
             bucket: TokenBucket::default(),
             last_decide: None,
+            aux_share: 0.0,
+            aux_streaming: false,
+            aux_debt: 0.0,
         };
         if let Mode::FixedGain(g) = mode {
             planner.gain = planner.clamp_gain(g);
@@ -146,6 +156,7 @@ impl Planner {
             self.started = false;
             self.up_streak = 0;
             self.last_decide = None;
+            self.aux_debt = 0.0;
         }
         self.mode = mode;
         if let Mode::FixedGain(g) = mode {
@@ -193,6 +204,38 @@ impl Planner {
         self.bucket.settle(bits);
     }
 
+    /// The most of the target a second layer (the aux layer) may take, 0..=0.95.
+    pub fn set_aux_share(&mut self, share: f64) {
+        self.aux_share = if share.is_finite() {
+            share.clamp(0.0, 0.95)
+        } else {
+            0.0
+        };
+    }
+
+    /// While `on`, the gain is steered to `(1 - share)` of the target, leaving
+    /// the rest to an aux frame with every frame.
+    pub fn set_aux_streaming(&mut self, on: bool) {
+        self.aux_streaming = on;
+    }
+
+    /// A second-layer frame of `bits` went out: pay for it from the budget
+    /// without teaching the rate model. The bits are repaid from the refills,
+    /// at most the aux share of each, so the machine layer keeps the rest;
+    /// until they are, its gain is steered to that rest.
+    /// Fixed-gain mode has no budget and ignores it.
+    pub fn charge(&mut self, bits: f64) {
+        if matches!(self.mode, Mode::FixedGain(_)) || !(bits.is_finite() && bits > 0.0) {
+            return;
+        }
+        self.aux_debt += bits;
+    }
+
+    /// Aux bits charged and not yet repaid.
+    pub fn aux_debt(&self) -> f64 {
+        self.aux_debt
+    }
+
     /// The current gain.
     pub fn gain(&self) -> f32 {
         self.gain
@@ -206,8 +249,18 @@ impl Planner {
         let per_frame = bps / self.cfg.fps;
         let floor_bits = self.model.bits_at(self.cfg.gain_min);
         let depth = (BANK_FRAMES * per_frame).max(BANK_FLOOR_FRAMES * floor_bits);
-        self.bucket.refill(bps * elapsed_s, depth);
-        self.steer(per_frame);
+        let refill = bps * elapsed_s;
+        let repay = self.aux_debt.min(self.aux_share * refill).max(0.0);
+        self.aux_debt -= repay;
+        self.bucket.refill(refill - repay, depth);
+        // The machine layer gets at least `1 - share` of the refills while the
+        // aux layer owes bits: aim there, rather than be squeezed into skips.
+        let machine_share = if self.aux_streaming || self.aux_debt > 0.0 {
+            1.0 - self.aux_share
+        } else {
+            1.0
+        };
+        self.steer(per_frame * machine_share);
         let balance = self.bucket.level();
         let mut cost = self.model.bits_at(self.gain);
         if cost > balance {
@@ -506,6 +559,101 @@ mod tests {
         // Jumps straight to the ideal for 500 kbit a frame.
         let ideal = p.model().gain_for_bits(500e3 / 1.05).unwrap();
         assert!((gain - ideal).abs() < 1e-3, "{gain} vs {ideal}");
+    }
+
+    #[test]
+    fn aux_charges_never_take_more_than_their_share() {
+        // 1000 kbit/s at 10 fps: 100 kbit a frame. Aux frames of 80 kbit with
+        // every frame are far over a 0.3 share (30 kbit a frame).
+        let mut p = planner(Mode::FixedKbps(1000.0), 0.1);
+        p.set_aux_share(0.3);
+        let mut scene = Scene::new(1.0, 0.1);
+        let frames = 600;
+        let t0 = Instant::now();
+        let (mut machine, mut repaid) = (0.0, 0.0);
+        for i in 0..frames {
+            let now = t0 + Duration::from_secs_f64(i as f64 / FPS);
+            let debt = p.aux_debt();
+            if let Decision::Encode { gain, .. } = p.decide(0.0, now) {
+                let bits = scene.code(gain);
+                p.observe(gain, bits);
+                machine += bits;
+            }
+            repaid += debt - p.aux_debt();
+            p.charge(80e3);
+        }
+        let seconds = frames as f64 / FPS;
+        let machine_kbps = machine / seconds / 1e3;
+        let aux_kbps = repaid / seconds / 1e3;
+        // The machine layer keeps its 70 %, the aux layer is held to its 30 %.
+        // (It aims half the hysteresis band below its budget.)
+        assert!(machine_kbps >= 0.7 * 1000.0 * 0.9, "{machine_kbps}");
+        assert!(aux_kbps <= 300.0 * 1.001, "{aux_kbps}");
+        assert!(
+            machine_kbps + aux_kbps <= 1000.0 * 1.01,
+            "{machine_kbps} + {aux_kbps}"
+        );
+        // What could not be repaid is still owed.
+        assert!(p.aux_debt() > 0.0);
+    }
+
+    #[test]
+    fn a_single_aux_charge_is_repaid_without_stopping_the_machine_layer() {
+        // 2000 kbit/s at 10 fps: half of it (100 kbit a frame) still pays for gain_min (~66 kbit).
+        let mut p = planner(Mode::FixedKbps(2000.0), 0.1);
+        p.set_aux_share(0.5);
+        let mut scene = Scene::new(1.0, 0.0);
+        let t0 = Instant::now();
+        let mut skips = 0;
+        for i in 0..100u32 {
+            let now = t0 + Duration::from_millis(100 * u64::from(i));
+            if i == 20 {
+                // One second's share at once: 1000 kbit.
+                p.charge(1000e3);
+            }
+            match p.decide(0.0, now) {
+                Decision::Encode { gain, .. } => p.observe(gain, scene.code(gain)),
+                Decision::Skip { .. } => skips += 1,
+            }
+        }
+        assert_eq!(skips, 0, "the machine layer was starved");
+        assert_eq!(p.aux_debt(), 0.0, "repaid within 10 s");
+    }
+
+    #[test]
+    fn charges_do_not_teach_the_model_and_fixed_gain_ignores_them() {
+        let mut p = planner(Mode::FixedKbps(1000.0), 0.1);
+        p.set_aux_share(0.5);
+        let before = p.model().correction();
+        p.charge(1e6);
+        assert_eq!(p.model().correction(), before);
+        assert_eq!(p.aux_debt(), 1e6);
+        // A new kind of mode starts the budget afresh.
+        p.set_mode(Mode::FixedGain(4.0));
+        assert_eq!(p.aux_debt(), 0.0);
+        p.charge(1e6);
+        assert_eq!(p.aux_debt(), 0.0);
+        p.charge(f64::NAN);
+        assert_eq!(p.aux_debt(), 0.0);
+    }
+
+    #[test]
+    fn streaming_aux_steers_the_machine_layer_to_its_share() {
+        let run = |streaming: bool| {
+            let mut p = planner(Mode::FixedKbps(2000.0), 0.1);
+            p.set_aux_share(0.4);
+            p.set_aux_streaming(streaming);
+            let mut scene = Scene::new(1.0, 0.0);
+            let r = drive(&mut p, &mut scene, 0.0, 100);
+            r.bits.iter().skip(50).sum::<f64>() / 50.0
+        };
+        let (alone, beside) = (run(false), run(true));
+        let per_frame = 2000e3 / FPS;
+        assert!(alone > 0.8 * per_frame && alone <= per_frame, "{alone}");
+        assert!(
+            beside <= 0.6 * per_frame && beside > 0.45 * per_frame,
+            "{beside}"
+        );
     }
 
     #[test]

@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rumqttc::{AsyncClient, Event, EventLoop, Incoming, Publish, QoS, SubscribeFilter};
 use tokio::sync::{mpsc, watch};
 
-use super::decode::{Done, Job, Outcome};
+use super::decode::{Decoders, Done, Job, Outcome};
+use super::human::AuxRule;
 use super::metrics::Metrics;
 use super::store::{FrameRecord, Store};
 use crate::transport::backoff::Backoff;
@@ -46,6 +47,9 @@ pub struct Consumer {
     pub metrics: Metrics,
     pub client: AsyncClient,
     pub epoch: AtomicU64,
+    /// Set when a human-layer bundle is loaded: aux frames are then kept.
+    pub decoders: Option<Arc<Decoders>>,
+    pub aux_rule: Option<AuxRule>,
 }
 
 impl Consumer {
@@ -60,6 +64,13 @@ impl Consumer {
         // Every instance keeps the whole fleet's picture, whoever decodes.
         for leaf in ["available", "model", "stats", "state/+", "detections"] {
             v.push(SubscribeFilter::new(fleet_filter(p, leaf), QoS::AtMostOnce));
+        }
+        if self.human().is_some() {
+            // Plain, not shared: only the instance holding the machine frame can render.
+            v.push(SubscribeFilter::new(
+                fleet_filter(p, "aux"),
+                QoS::AtLeastOnce,
+            ));
         }
         v
     }
@@ -219,7 +230,51 @@ impl Consumer {
                 }
                 _ => self.invalid(device, "detections"),
             },
-            Leaf::Aux | Leaf::Set(_) => {}
+            Leaf::Aux => {
+                self.keep_aux(device, &p);
+                self.ack(&p, self.epoch.load(Relaxed)).await;
+            }
+            Leaf::Set(_) => {}
+        }
+    }
+
+    fn human(&self) -> Option<&Decoders> {
+        self.decoders.as_deref().filter(|d| d.human().is_some())
+    }
+
+    fn keep_aux(&self, device: &str, p: &Publish) {
+        let Some(decoders) = self.human() else { return };
+        let outcome = match super::human::accept_aux(decoders, &p.payload) {
+            Ok(seq) => {
+                if self.store.add_aux(device, seq, p.payload.clone()) {
+                    log::info!(device, sequence = seq; "aux frame {seq} from {device} kept");
+                }
+                "kept"
+            }
+            Err(why) => {
+                log::warn!(device; "aux frame from {device} refused: {why}");
+                "refused"
+            }
+        };
+        self.metrics.aux_frames.with_label_values(&[outcome]).inc();
+    }
+
+    /// Ask the device for this frame's aux layer if the rule says so.
+    async fn apply_rule(&self, record: &FrameRecord) {
+        let Some(rule) = &self.aux_rule else { return };
+        let Some(class) = rule.trigger(record, std::time::Instant::now()) else {
+            return;
+        };
+        let topic = Topics::new(&self.prefix, &record.device).set("aux");
+        let value = format!("frame:{}", record.sequence);
+        log::info!(device = record.device.as_str(); "{class} in frame {}: asking {} for its aux layer", record.sequence, record.device);
+        match self
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, value)
+            .await
+        {
+            Ok(()) => self.metrics.aux_requests.with_label_values(&["rule"]).inc(),
+            Err(e) => log::error!("mqtt: publishing set/aux: {e}"),
         }
     }
 
@@ -258,6 +313,7 @@ impl Consumer {
                     m.decode_seconds.observe(d.seconds);
                     let topic = Topics::new(&self.prefix, &d.device).detections();
                     let json = serde_json::to_vec(&record).expect("records serialise");
+                    self.apply_rule(&record).await;
                     self.store.add_frame(record, Some(view));
                     match self
                         .client

@@ -4,7 +4,7 @@
 //! holds a core for a long time (~0.6 s with tract on a CPU). Every payload
 //! ends in exactly one [`Outcome`], so the counters add up.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use super::store::{Claim, FrameRecord, Store};
 use super::view::FeatureView;
 use crate::codec::FeatureDecoder;
+use crate::human::HumanBundle;
 use crate::model::runtime::Backend;
 use crate::model::{Bundle, BundleError, LabelledBox, Role};
 
@@ -26,12 +27,21 @@ pub enum LoadError {
     SameId { a: PathBuf, b: PathBuf, id: String },
     #[error("no model bundle given")]
     None,
+    #[error("loading human-layer bundle {dir}: {source}")]
+    Human { dir: PathBuf, source: BundleError },
+    #[error("human-layer bundle {dir} was trained on machine bundle {machine}, which this server does not load ({loaded})")]
+    HumanPairing {
+        dir: PathBuf,
+        machine: String,
+        loaded: String,
+    },
 }
 
 /// The bundles this server decodes, keyed by the id frames carry.
 #[derive(Debug)]
 pub struct Decoders {
     bundles: Vec<(BundleId, Bundle)>,
+    human: Option<HumanBundle>,
 }
 
 impl Decoders {
@@ -62,14 +72,40 @@ impl Decoders {
             }
             bundles.push((id, b));
         }
-        Ok(Self { bundles })
+        Ok(Self {
+            bundles,
+            human: None,
+        })
+    }
+
+    /// Add the human layer; it must pair with one of the machine bundles.
+    pub fn with_human(mut self, dir: &Path, backend: &Backend) -> Result<Self, LoadError> {
+        let human = HumanBundle::load_with(dir, Role::Server, backend).map_err(|source| {
+            LoadError::Human {
+                dir: dir.to_owned(),
+                source,
+            }
+        })?;
+        if self.get(&human.manifest.machine_id()).is_none() {
+            return Err(LoadError::HumanPairing {
+                dir: dir.to_owned(),
+                machine: human.manifest.machine_bundle_id.clone(),
+                loaded: self.ids().join(", "),
+            });
+        }
+        self.human = Some(human);
+        Ok(self)
+    }
+
+    pub fn human(&self) -> Option<&HumanBundle> {
+        self.human.as_ref()
     }
 
     pub fn ids(&self) -> Vec<String> {
         self.bundles.iter().map(|(id, _)| id.to_string()).collect()
     }
 
-    fn get(&self, id: &BundleId) -> Option<&Bundle> {
+    pub fn get(&self, id: &BundleId) -> Option<&Bundle> {
         self.bundles.iter().find(|(i, _)| i == id).map(|(_, b)| b)
     }
 }
@@ -216,6 +252,11 @@ pub fn spawn_workers<T: Send + 'static>(
                         &job.payload,
                         job.received_ms,
                     );
+                    if let (Outcome::Decoded { record, .. }, Some(_)) = (&outcome, decoders.human())
+                    {
+                        // Kept to render a human view should its aux frame come.
+                        store.add_payload(&job.device, record.sequence, job.payload.clone());
+                    }
                     let d = Done {
                         device: job.device,
                         outcome,

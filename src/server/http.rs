@@ -11,8 +11,11 @@ use rumqttc::{AsyncClient, QoS};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::decode::Decoders;
 use super::metrics::Metrics;
-use super::store::Store;
+use super::store::{HumanMissing, Store};
+use crate::human::view::Sampling;
+use crate::human::ViewMode;
 use crate::transport::topics::{Topics, SETTABLE};
 
 pub struct AppState {
@@ -22,6 +25,7 @@ pub struct AppState {
     pub client: AsyncClient,
     pub bundles: Vec<String>,
     pub instance: String,
+    pub decoders: Arc<Decoders>,
 }
 
 const INDEX_HTML: &str = include_str!("dashboard/index.html");
@@ -47,6 +51,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/devices", get(devices))
         .route("/api/devices/{id}", get(device))
         .route("/api/devices/{id}/latest.jpg", get(latest_jpg))
+        .route("/api/devices/{id}/frames/{file}", get(frame_jpg))
         .route("/api/devices/{id}/detections", get(detections))
         .route("/api/devices/{id}/set", post(set))
         .with_state(state)
@@ -126,6 +131,109 @@ async fn latest_jpg(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> R
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("encoder task: {e}"),
+        ),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ViewQuery {
+    /// `fast` (default) or `diffusion`.
+    mode: Option<String>,
+    /// Diffusion sampling steps (1..=50); default: the bundle's.
+    steps: Option<usize>,
+    /// Seed of the diffusion noise; the same seed gives the same picture.
+    #[serde(default)]
+    seed: u64,
+}
+
+/// Most sampling steps a request may ask for: each costs one denoiser pass.
+const MAX_STEPS: usize = 50;
+
+/// `GET /api/devices/{id}/frames/{seq}.jpg?mode=fast|diffusion`: the human
+/// view of one frame, rendered from its machine and aux layers.
+async fn frame_jpg(
+    State(s): State<Arc<AppState>>,
+    Path((id, file)): Path<(String, String)>,
+    Query(q): Query<ViewQuery>,
+) -> Response {
+    let Some(seq) = file
+        .strip_suffix(".jpg")
+        .and_then(|n| n.parse::<u64>().ok())
+    else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("{file:?}: expected <sequence>.jpg"),
+        );
+    };
+    let mode = match q.mode.as_deref().unwrap_or("fast").parse::<ViewMode>() {
+        Ok(m) => m,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    if q.steps.is_some_and(|n| n == 0 || n > MAX_STEPS) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("steps: expected 1..={MAX_STEPS}"),
+        );
+    }
+    if s.decoders.human().is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            "this server has no human-layer bundle (start it with --human-bundle DIR)",
+        );
+    }
+    let (machine, aux) = match s.store.human_inputs(&id, seq) {
+        Ok(p) => p,
+        Err(HumanMissing::Device) => return no_device(&id),
+        Err(HumanMissing::Aux) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no aux frame {seq} from {id:?} here: ask the device with POST /api/devices/{id}/set \
+                     {{\"key\":\"aux\",\"value\":\"frame:{seq}\"}} while it still holds the frame"
+                ),
+            )
+        }
+        Err(HumanMissing::Machine) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "machine frame {seq} of {id:?} was not decoded by this instance ({}) or has left its window",
+                    s.instance
+                ),
+            )
+        }
+    };
+    let sampling = Sampling {
+        steps: q.steps,
+        seed: q.seed,
+    };
+    let state = s.clone();
+    let t0 = std::time::Instant::now();
+    let rendered = tokio::task::spawn_blocking(move || {
+        let img = super::human::render(&state.decoders, &machine, &aux, mode, sampling)
+            .map_err(|e| e.to_string())?;
+        super::view::encode_jpeg(&img).map_err(|e| format!("encoding JPEG: {e}"))
+    })
+    .await;
+    match rendered {
+        Ok(Ok(jpg)) => {
+            s.metrics
+                .human_views
+                .with_label_values(&[mode.name()])
+                .inc();
+            s.metrics
+                .human_render_seconds
+                .observe(t0.elapsed().as_secs_f64());
+            let mut r = ([(header::CONTENT_TYPE, "image/jpeg")], jpg).into_response();
+            let h = r.headers_mut();
+            h.insert("x-fchm-view", HeaderValue::from_static(mode.name()));
+            h.insert("x-fchm-sequence", HeaderValue::from(seq));
+            r
+        }
+        Ok(Err(e)) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("render task: {e}"),
         ),
     }
 }

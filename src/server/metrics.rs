@@ -38,6 +38,13 @@ pub struct Metrics {
     pub devices_online: IntGauge,
     pub mqtt_connected: IntGauge,
     pub mqtt_reconnects: IntCounter,
+    /// Aux frames by outcome: `kept` or `refused`.
+    pub aux_frames: IntCounterVec,
+    /// `set/aux` requests this instance published, by reason (`rule`).
+    pub aux_requests: IntCounterVec,
+    /// Human views rendered, by mode.
+    pub human_views: IntCounterVec,
+    pub human_render_seconds: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -131,8 +138,41 @@ impl Metrics {
             "Broker connections lost and retried.",
         )
         .expect("valid metric");
+        let aux_frames = IntCounterVec::new(
+            Opts::new(
+                "aux_frames_total",
+                "Aux-layer frames received, by outcome (kept, refused).",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let aux_requests = IntCounterVec::new(
+            Opts::new(
+                "aux_requests_total",
+                "Aux-layer requests (set/aux) this instance sent to devices, by reason.",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let human_views = IntCounterVec::new(
+            Opts::new("human_views_total", "Human views rendered, by mode."),
+            &["mode"],
+        )
+        .expect("valid metric");
+        let human_render_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "human_render_seconds",
+                "Time to render one human view (both layers decoded, fusion, sampling).",
+            )
+            .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0]),
+        )
+        .expect("valid metric");
         for c in [
             Box::new(decoded.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(aux_frames.clone()),
+            Box::new(aux_requests.clone()),
+            Box::new(human_views.clone()),
+            Box::new(human_render_seconds.clone()),
             Box::new(refused.clone()),
             Box::new(duplicates.clone()),
             Box::new(bytes.clone()),
@@ -150,6 +190,13 @@ impl Metrics {
         for cause in REFUSAL_CAUSES {
             refused.with_label_values(&[cause]);
         }
+        for outcome in ["kept", "refused"] {
+            aux_frames.with_label_values(&[outcome]);
+        }
+        for mode in ["fast", "diffusion"] {
+            human_views.with_label_values(&[mode]);
+        }
+        aux_requests.with_label_values(&["rule"]);
         Self {
             registry,
             decoded,
@@ -164,6 +211,10 @@ impl Metrics {
             devices_online,
             mqtt_connected,
             mqtt_reconnects,
+            aux_frames,
+            aux_requests,
+            human_views,
+            human_render_seconds,
         }
     }
 

@@ -9,6 +9,7 @@
 pub mod consumer;
 pub mod decode;
 pub mod http;
+pub mod human;
 pub mod metrics;
 pub mod store;
 pub mod view;
@@ -26,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Broker;
+use crate::model::detect::COCO_CLASSES;
 use crate::model::runtime::Backend;
 use crate::transport::mqtt::{SessionConfig, TlsFiles};
 use consumer::Consumer;
@@ -81,6 +83,20 @@ pub struct Args {
     /// `error`, `warn`, `info`, `debug`.
     #[arg(long, default_value = "info")]
     pub log_level: log::LevelFilter,
+    /// Human-layer bundle (HVCN): keep aux frames and render human views
+    /// (`GET /api/devices/{id}/frames/{seq}.jpg?mode=fast|diffusion`).
+    #[arg(long)]
+    pub human_bundle: Option<PathBuf>,
+    /// Ask a device for the aux layer of frames whose detections contain one
+    /// of these classes (COCO names, comma-separated); needs --human-bundle.
+    #[arg(long, value_delimiter = ',')]
+    pub aux_on: Vec<String>,
+    /// Lowest detection score that triggers --aux-on.
+    #[arg(long, default_value_t = 0.4)]
+    pub aux_min_score: f32,
+    /// Seconds between two --aux-on requests to one device.
+    #[arg(long, default_value_t = 10.0)]
+    pub aux_interval_s: f64,
 }
 
 impl Args {
@@ -177,9 +193,33 @@ pub async fn start(args: &Args) -> Result<Running> {
     let session = args.session(&instance)?;
     let backend = args.backend.clone();
     let dirs = args.bundles.clone();
-    let decoders = tokio::task::spawn_blocking(move || Decoders::load_with(&dirs, &backend))
-        .await
-        .context("bundle loader")??;
+    let human_dir = args.human_bundle.clone();
+    if !args.aux_on.is_empty() && human_dir.is_none() {
+        bail!("--aux-on needs --human-bundle: without it aux frames could not be shown");
+    }
+    if let Some(c) = args
+        .aux_on
+        .iter()
+        .find(|c| !COCO_CLASSES.contains(&c.as_str()))
+    {
+        bail!("--aux-on {c:?}: not a COCO class name (e.g. person, car, dog)");
+    }
+    if !(args.aux_interval_s.is_finite() && args.aux_interval_s >= 0.0) {
+        bail!(
+            "--aux-interval-s {}: expected seconds >= 0",
+            args.aux_interval_s
+        );
+    }
+    let decoders = tokio::task::spawn_blocking(move || {
+        let d = Decoders::load_with(&dirs, &backend)?;
+        match &human_dir {
+            Some(dir) => d.with_human(dir, &backend),
+            None => Ok(d),
+        }
+    })
+    .await
+    .context("bundle loader")??;
+    let decoders = Arc::new(decoders);
     let bundle_ids = decoders.ids();
     log::info!(
         "decoding bundles {} with {}",
@@ -205,6 +245,14 @@ pub async fn start(args: &Args) -> Result<Running> {
         metrics: metrics.clone(),
         client: client.clone(),
         epoch: AtomicU64::new(0),
+        decoders: decoders.human().is_some().then(|| decoders.clone()),
+        aux_rule: (!args.aux_on.is_empty()).then(|| {
+            human::AuxRule::new(
+                args.aux_on.clone(),
+                args.aux_min_score,
+                Duration::from_secs_f64(args.aux_interval_s),
+            )
+        }),
     });
 
     let n_workers = args
@@ -214,7 +262,7 @@ pub async fn start(args: &Args) -> Result<Running> {
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let workers = decode::spawn_workers(
         n_workers,
-        Arc::new(decoders),
+        decoders.clone(),
         store.clone(),
         instance.clone(),
         jobs_rx,
@@ -233,6 +281,7 @@ pub async fn start(args: &Args) -> Result<Running> {
         client,
         bundles: bundle_ids,
         instance: instance.clone(),
+        decoders,
     }));
 
     let (shutdown, shutdown_rx) = watch::channel(false);

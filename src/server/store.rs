@@ -72,6 +72,9 @@ pub struct Limits {
     pub dedup: usize,
     /// Devices tracked at all; messages naming further devices are ignored.
     pub devices: usize,
+    /// Machine payloads this instance decoded, and aux payloads, kept per
+    /// device so a human view can be rendered on request.
+    pub human_frames: usize,
 }
 
 impl Default for Limits {
@@ -81,6 +84,7 @@ impl Default for Limits {
             stats: 720,
             dedup: 4096,
             devices: 4096,
+            human_frames: 32,
         }
     }
 }
@@ -120,6 +124,45 @@ struct Device {
     frames_total: u64,
     decoding: Seen,
     view: Option<Arc<FeatureView>>,
+    /// Recent machine payloads decoded here, and aux payloads, by sequence.
+    payloads: Recent,
+    aux: Recent,
+}
+
+/// A bounded, sequence-keyed window of payloads (newest kept).
+#[derive(Debug, Default)]
+struct Recent(VecDeque<(u64, bytes::Bytes)>);
+
+impl Recent {
+    fn insert(&mut self, seq: u64, payload: bytes::Bytes, cap: usize) -> bool {
+        if self.get(seq).is_some() {
+            return false;
+        }
+        let at = self.0.partition_point(|(s, _)| *s < seq);
+        self.0.insert(at, (seq, payload));
+        while self.0.len() > cap.max(1) {
+            self.0.pop_front();
+        }
+        true
+    }
+
+    fn get(&self, seq: u64) -> Option<&bytes::Bytes> {
+        self.0.iter().find(|(s, _)| *s == seq).map(|(_, p)| p)
+    }
+
+    fn sequences(&self) -> Vec<u64> {
+        self.0.iter().map(|(s, _)| *s).collect()
+    }
+}
+
+/// Why a human view cannot be rendered for a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HumanMissing {
+    Device,
+    /// No aux frame for this sequence has reached this instance.
+    Aux,
+    /// The machine frame was decoded elsewhere or has left the window.
+    Machine,
 }
 
 impl Device {
@@ -137,6 +180,9 @@ pub struct DeviceSummary {
     pub frames: u64,
     pub last_sequence: Option<u64>,
     pub state: BTreeMap<String, String>,
+    /// Sequences with an aux frame here, oldest first (human views can be rendered for those
+    /// whose machine frame this instance decoded).
+    pub aux_sequences: Vec<u64>,
 }
 
 /// One device in full, `GET /api/devices/{id}`.
@@ -260,6 +306,7 @@ impl Store {
             frames: d.frames_total,
             last_sequence: d.frames.back().map(|f| f.sequence),
             state: d.state.clone(),
+            aux_sequences: d.aux.sequences(),
         }
     }
 
@@ -298,6 +345,36 @@ impl Store {
     /// The latest picture this instance decoded itself.
     pub fn view(&self, id: &str) -> Option<Arc<FeatureView>> {
         self.lock().get(id)?.view.clone()
+    }
+
+    /// Keep the machine payload of a frame this instance decoded.
+    pub fn add_payload(&self, device: &str, sequence: u64, payload: bytes::Bytes) {
+        let cap = self.limits.human_frames;
+        self.with_device(device, |d| d.payloads.insert(sequence, payload, cap));
+    }
+
+    /// Keep an aux payload; `false` if this sequence already has one (a redelivery).
+    pub fn add_aux(&self, device: &str, sequence: u64, payload: bytes::Bytes) -> bool {
+        let cap = self.limits.human_frames;
+        self.with_device(device, |d| d.aux.insert(sequence, payload, cap))
+            .unwrap_or(false)
+    }
+
+    /// The (machine, aux) payloads of one frame, for rendering its human view.
+    pub fn human_inputs(
+        &self,
+        id: &str,
+        sequence: u64,
+    ) -> Result<(bytes::Bytes, bytes::Bytes), HumanMissing> {
+        let map = self.lock();
+        let d = map.get(id).ok_or(HumanMissing::Device)?;
+        let aux = d.aux.get(sequence).ok_or(HumanMissing::Aux)?.clone();
+        let machine = d
+            .payloads
+            .get(sequence)
+            .ok_or(HumanMissing::Machine)?
+            .clone();
+        Ok((machine, aux))
     }
 
     /// (devices, devices online), for the gauges.
@@ -368,6 +445,30 @@ mod tests {
         assert_eq!(seqs, vec![5, 6]);
         assert!(s.frames_since("other", 0).is_none());
         assert_eq!(s.devices()[0].frames, 5, "duplicates are not counted");
+    }
+
+    #[test]
+    fn human_inputs_need_both_layers_and_stay_bounded() {
+        let store = Store::new(Limits {
+            human_frames: 3,
+            ..Limits::default()
+        });
+        let b = |v: u8| bytes::Bytes::from(vec![v]);
+        assert_eq!(store.human_inputs("cam", 1), Err(HumanMissing::Device));
+        store.add_payload("cam", 1, b(1));
+        assert_eq!(store.human_inputs("cam", 1), Err(HumanMissing::Aux));
+        assert!(store.add_aux("cam", 2, b(20)));
+        assert!(
+            !store.add_aux("cam", 2, b(21)),
+            "a redelivery is not stored twice"
+        );
+        assert_eq!(store.human_inputs("cam", 2), Err(HumanMissing::Machine));
+        store.add_payload("cam", 2, b(2));
+        assert_eq!(store.human_inputs("cam", 2), Ok((b(2), b(20))));
+        for seq in [5, 4, 3] {
+            store.add_aux("cam", seq, b(seq as u8));
+        }
+        assert_eq!(store.devices()[0].aux_sequences, vec![3, 4, 5]);
     }
 
     #[test]

@@ -107,15 +107,32 @@ impl FeatureView {
 
     pub fn jpeg(&self) -> Result<Vec<u8>, image::ImageError> {
         let (w, h, px) = self.pixels();
-        let mut buf = Vec::new();
-        JpegEncoder::new_with_quality(&mut buf, 85).write_image(
-            &px,
-            w,
-            h,
-            ExtendedColorType::L8,
-        )?;
-        Ok(buf)
+        jpeg(&px, w, h, ExtendedColorType::L8)
     }
+}
+
+/// The dashboard's JPEG quality: pictures for people, not for measurement.
+const QUALITY: u8 = 85;
+
+fn jpeg(
+    px: &[u8],
+    w: u32,
+    h: u32,
+    colour: ExtendedColorType,
+) -> Result<Vec<u8>, image::ImageError> {
+    let mut buf = Vec::new();
+    JpegEncoder::new_with_quality(&mut buf, QUALITY).write_image(px, w, h, colour)?;
+    Ok(buf)
+}
+
+/// An RGB picture (a human view) as JPEG.
+pub fn encode_jpeg(img: &image::RgbImage) -> Result<Vec<u8>, image::ImageError> {
+    jpeg(
+        img.as_raw(),
+        img.width(),
+        img.height(),
+        ExtendedColorType::Rgb8,
+    )
 }
 
 #[cfg(test)]

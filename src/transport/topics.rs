@@ -5,7 +5,7 @@
 //! shared subscription on it splits the fleet's frames among servers.
 
 /// Keys a device accepts on `set/<key>` and mirrors, retained, on `state/<key>`.
-pub const SETTABLE: [&str; 3] = ["rate_mode", "target_kbps", "gain"];
+pub const SETTABLE: [&str; 4] = ["rate_mode", "target_kbps", "gain", "aux"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topics {
@@ -155,6 +155,7 @@ mod tests {
     fn topics_follow_the_device_prefix() {
         let t = Topics::new("fchm", "cam-1");
         assert_eq!(t.feat(), "fchm/cam-1/feat");
+        assert_eq!(t.aux(), "fchm/cam-1/aux");
         assert_eq!(t.available(), "fchm/cam-1/available");
         assert_eq!(t.state("gain"), "fchm/cam-1/state/gain");
         assert_eq!(t.set_filter(), "fchm/cam-1/set/+");

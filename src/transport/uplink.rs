@@ -10,6 +10,14 @@
 //! flight are spooled again (at-least-once: the receiver de-duplicates by
 //! sequence number).
 //!
+//! Aux (human-layer) frames share the send window and the live queue but
+//! never the spool: they are wanted now or not at all. While offline or
+//! draining they are dropped and counted, a full live queue drops them
+//! before any machine frame, and those in flight or queued when the
+//! connection dies are dropped and counted instead of spooled. They count
+//! in the acknowledged bytes (they use the link) but not in the machine
+//! frame totals, so those totals' identities hold as before.
+//!
 //! `rumqttc` reports the packet id of each publish only as an
 //! `Outgoing::Publish(pkid)` event, in request order. Every publish goes
 //! through [`Uplink::publish`], which records a tag in the same order, so the
@@ -21,7 +29,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fchm_codec::container::FrameRef;
+use fchm_codec::container::{FrameRef, Layer};
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Incoming, Outgoing, QoS};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -35,6 +43,8 @@ use crate::rate::Controller;
 /// One encoded frame on its way to the broker.
 #[derive(Debug, Clone)]
 pub struct OutFrame {
+    /// `Machine` goes to `feat` (and through the spool), `Aux` to `aux` (never spooled).
+    pub layer: Layer,
     pub sequence: u64,
     /// Capture time, microseconds since the Unix epoch (as in the header).
     pub capture_us: u64,
@@ -54,9 +64,10 @@ pub trait Control: Send {
 pub struct LinkReport {
     pub connected: bool,
     pub interval_s: f64,
-    /// Frames and payload bytes acknowledged by the broker in the interval.
+    /// Machine frames, and payload bytes of both layers, acknowledged by the broker in the interval.
     pub acked_frames: u64,
     pub acked_bytes: u64,
+    /// Machine frames acknowledged since start.
     pub total_acked_frames: u64,
     pub in_flight_frames: u64,
     pub in_flight_bytes: u64,
@@ -71,6 +82,13 @@ pub struct LinkReport {
     pub refused_commands: u64,
     /// Frames found in the spool at start (left by an earlier run).
     pub spool_recovered: u64,
+    /// Aux frames acknowledged since start (not in the machine totals).
+    pub aux_acked: u64,
+    /// Aux frames dropped because the link was down or draining the spool
+    /// (including those queued or in flight when it went down).
+    pub aux_dropped_offline: u64,
+    /// Aux frames dropped from a full live queue.
+    pub aux_dropped_congestion: u64,
     /// Capture-to-PUBACK latency over the interval.
     pub latency_p50_ms: Option<f64>,
     pub latency_p95_ms: Option<f64>,
@@ -98,12 +116,13 @@ pub struct UplinkConfig {
 
 #[derive(Debug)]
 enum Tag {
-    Frame(u64),
+    Frame(Layer, u64),
     Other,
 }
 
 #[derive(Debug)]
 struct InFlight {
+    layer: Layer,
     sequence: u64,
     capture_us: u64,
     len: usize,
@@ -116,6 +135,21 @@ struct InFlight {
     /// Sent from the spool, then evicted from it by a full spool: its ack
     /// must not consume the record that now sits at the front.
     evicted: bool,
+}
+
+impl InFlight {
+    /// Sent from the spool and still its record (aux frames never are).
+    fn spooled(&self) -> bool {
+        self.layer == Layer::Machine && self.bytes.is_none() && !self.evicted
+    }
+}
+
+/// The topic of a frame of `layer`.
+fn topic_of(topics: &Topics, layer: Layer) -> String {
+    match layer {
+        Layer::Machine => topics.feat(),
+        Layer::Aux => topics.aux(),
+    }
 }
 
 enum LinkEvent {
@@ -275,15 +309,32 @@ impl Uplink {
 
     fn accept(&mut self, f: OutFrame) {
         if self.draining || !self.up() {
+            if f.layer == Layer::Aux {
+                // Aux frames are wanted now or not at all: never spooled.
+                self.report.aux_dropped_offline += 1;
+                log::info!(sequence = f.sequence; "uplink: offline, aux frame dropped");
+                return;
+            }
             self.spool_push(&f.bytes);
             self.draining = true;
             return;
         }
         self.live.push_back(f);
         while self.live.len() > self.cfg.live_queue.max(1) {
-            if let Some(old) = self.live.pop_front() {
-                self.report.dropped_congestion += 1;
-                log::warn!(sequence = old.sequence; "uplink: link behind, dropped the oldest queued frame");
+            // Aux frames go first: the machine layer is what the server needs.
+            let i = self
+                .live
+                .iter()
+                .position(|f| f.layer == Layer::Aux)
+                .unwrap_or(0);
+            if let Some(old) = self.live.remove(i) {
+                if old.layer == Layer::Aux {
+                    self.report.aux_dropped_congestion += 1;
+                    log::warn!(sequence = old.sequence; "uplink: link behind, dropped a queued aux frame");
+                } else {
+                    self.report.dropped_congestion += 1;
+                    log::warn!(sequence = old.sequence; "uplink: link behind, dropped the oldest queued frame");
+                }
             }
         }
     }
@@ -294,11 +345,7 @@ impl Uplink {
                 // Eviction takes the oldest records first, which may be ones
                 // already in flight: those were sent, not lost.
                 let mut in_flight = 0;
-                for f in self
-                    .in_flight
-                    .iter_mut()
-                    .filter(|f| f.bytes.is_none() && !f.evicted)
-                {
+                for f in self.in_flight.iter_mut().filter(|f| f.spooled()) {
                     if in_flight == ev.records {
                         break;
                     }
@@ -341,9 +388,13 @@ impl Uplink {
                 match self.spool.nth(self.spool_in_flight) {
                     Ok(Some(bytes)) => {
                         match FrameRef::parse(&bytes) {
-                            Ok(fr) => {
-                                Some((fr.header.sequence, fr.header.timestamp_us, bytes, true))
-                            }
+                            Ok(fr) => Some((
+                                fr.header.layer,
+                                fr.header.sequence,
+                                fr.header.timestamp_us,
+                                bytes,
+                                true,
+                            )),
                             Err(e) if self.spool_in_flight == 0 => {
                                 // Only if the spool itself went bad: it CRC-checks records.
                                 log::error!("spool: record is not a frame ({e}); dropped");
@@ -372,9 +423,9 @@ impl Uplink {
             } else {
                 self.live
                     .front()
-                    .map(|f| (f.sequence, f.capture_us, f.bytes.clone(), false))
+                    .map(|f| (f.layer, f.sequence, f.capture_us, f.bytes.clone(), false))
             };
-            let Some((sequence, capture_us, bytes, from_spool)) = next else {
+            let Some((layer, sequence, capture_us, bytes, from_spool)) = next else {
                 break;
             };
             if busy > 0 && busy + bytes.len() as u64 > window {
@@ -386,18 +437,26 @@ impl Uplink {
                 self.live.pop_front();
             }
             self.in_flight.push_back(InFlight {
+                layer,
                 sequence,
                 capture_us,
                 len: bytes.len(),
                 pkid: None,
                 sent_at: None,
                 acked: false,
-                bytes: (!from_spool).then(|| bytes.clone()),
+                // Kept to spool again after a lost connection; aux frames never are.
+                bytes: (!from_spool && layer == Layer::Machine).then(|| bytes.clone()),
                 evicted: false,
             });
-            let topic = self.cfg.topics.feat();
+            let topic = topic_of(&self.cfg.topics, layer);
             if !self
-                .publish(Tag::Frame(sequence), topic, QoS::AtLeastOnce, false, bytes)
+                .publish(
+                    Tag::Frame(layer, sequence),
+                    topic,
+                    QoS::AtLeastOnce,
+                    false,
+                    bytes,
+                )
                 .await
             {
                 break;
@@ -435,11 +494,12 @@ impl Uplink {
                 self.on_connected().await
             }
             Some(LinkEvent::Mqtt(Event::Outgoing(Outgoing::Publish(pkid)))) => {
-                if let Some(Tag::Frame(seq)) = self.tags.pop_front() {
+                if let Some(Tag::Frame(layer, seq)) = self.tags.pop_front() {
+                    // An aux frame has the sequence of the machine frame it enhances.
                     if let Some(f) = self
                         .in_flight
                         .iter_mut()
-                        .find(|f| f.sequence == seq && f.pkid.is_none())
+                        .find(|f| f.sequence == seq && f.layer == layer && f.pkid.is_none())
                     {
                         f.pkid = Some(pkid);
                         f.sent_at = Some(now);
@@ -522,22 +582,30 @@ impl Uplink {
         };
         f.acked = true;
         let (sent_at, len, capture_us) = (f.sent_at.unwrap_or(now), f.len, f.capture_us);
+        let machine = f.layer == Layer::Machine;
         if let Ok(mut c) = self.controller.lock() {
             c.on_ack(now, sent_at, len);
         }
-        self.latencies
-            .push(now_us().saturating_sub(capture_us) as f64 / 1000.0);
+        // An aux frame of an older frame (`frame:<seq>`) would skew the latencies.
+        if machine {
+            self.latencies
+                .push(now_us().saturating_sub(capture_us) as f64 / 1000.0);
+        }
         while self.in_flight.front().is_some_and(|f| f.acked) {
             let f = self.in_flight.pop_front().expect("checked");
-            if f.bytes.is_none() && !f.evicted {
+            if f.spooled() {
                 if let Err(e) = self.spool.consume(1) {
                     log::error!("spool: {e}");
                 }
                 self.spool_in_flight = self.spool_in_flight.saturating_sub(1);
             }
-            self.report.acked_frames += 1;
             self.report.acked_bytes += f.len as u64;
-            self.report.total_acked_frames += 1;
+            if f.layer == Layer::Aux {
+                self.report.aux_acked += 1;
+            } else {
+                self.report.acked_frames += 1;
+                self.report.total_acked_frames += 1;
+            }
         }
         if self.draining && self.spool.is_empty() && self.spool_in_flight == 0 {
             self.draining = false;
@@ -593,15 +661,33 @@ impl Uplink {
         }
         // Unacknowledged frames from memory, then the queue, go to the
         // spool in capture order; those sent from the spool are still there.
+        // Aux frames are dropped and counted instead.
         let in_flight: Vec<InFlight> = self.in_flight.drain(..).collect();
+        let mut aux_lost = 0;
         for f in in_flight {
-            if let Some(bytes) = f.bytes {
+            if f.layer == Layer::Aux {
+                if f.acked {
+                    // Acknowledged behind an unacknowledged frame: delivered.
+                    self.report.aux_acked += 1;
+                    self.report.acked_bytes += f.len as u64;
+                } else {
+                    aux_lost += 1;
+                }
+            } else if let Some(bytes) = f.bytes {
                 self.spool_push(&bytes);
             }
         }
         let live: Vec<OutFrame> = self.live.drain(..).collect();
         for f in live {
-            self.spool_push(&f.bytes);
+            if f.layer == Layer::Aux {
+                aux_lost += 1;
+            } else {
+                self.spool_push(&f.bytes);
+            }
+        }
+        if aux_lost > 0 {
+            self.report.aux_dropped_offline += aux_lost;
+            log::info!("{aux_lost} aux frame(s) dropped with the connection");
         }
         self.spool_in_flight = 0;
         self.draining = !self.spool.is_empty();
@@ -716,5 +802,247 @@ async fn poll(mut eventloop: EventLoop, tx: mpsc::UnboundedSender<LinkEvent>) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The uplink's bookkeeping without a broker: a connection that is "up"
+    //! but whose event loop is never polled, fed the events a broker would cause.
+
+    use super::*;
+    use crate::rate::ControllerConfig;
+    use crate::transport::spool::{SpoolConfig, SyncPolicy};
+    use fchm_codec::container::{BundleId, Frame, FrameHeader, Shape, Substream, SubstreamKind};
+
+    struct NoControl;
+
+    impl Control for NoControl {
+        fn apply(&mut self, _: &str, _: &str) -> Result<String, String> {
+            Err("none".into())
+        }
+        fn state(&self) -> Vec<(String, String)> {
+            Vec::new()
+        }
+    }
+
+    fn frame(layer: Layer, sequence: u64) -> OutFrame {
+        let header = FrameHeader {
+            layer,
+            bundle_id: BundleId([7; 16]),
+            sequence,
+            timestamp_us: 1_000 + sequence,
+            gain: 1.0,
+            feature_min: -1.0,
+            feature_max: 1.0,
+            source_width: 64,
+            source_height: 48,
+        };
+        let kind = match layer {
+            Layer::Machine => SubstreamKind::Z,
+            Layer::Aux => SubstreamKind::AuxZ,
+        };
+        let bytes = Frame {
+            header,
+            substreams: vec![Substream {
+                kind,
+                shape: Shape {
+                    channels: 1,
+                    height: 2,
+                    width: 2,
+                },
+                data: vec![0; 16],
+            }],
+        }
+        .encode()
+        .expect("frame");
+        OutFrame {
+            layer,
+            sequence,
+            capture_us: header.timestamp_us,
+            bytes,
+        }
+    }
+
+    fn uplink(dir: &std::path::Path, live_queue: usize) -> Uplink {
+        let (spool, _) = Spool::open(SpoolConfig {
+            dir: dir.to_path_buf(),
+            max_bytes: 1 << 20,
+            segment_bytes: 64 << 10,
+            sync: SyncPolicy::Never,
+        })
+        .expect("spool");
+        let controller = Controller::new(ControllerConfig {
+            min_kbps: 100.0,
+            max_kbps: 8000.0,
+            start_kbps: 1000.0,
+            latency_bound: Duration::from_millis(500),
+        });
+        let cfg = UplinkConfig {
+            topics: Topics::new("fchm", "cam"),
+            session: SessionConfig {
+                host: "127.0.0.1".into(),
+                port: 1,
+                client_id: "t".into(),
+                keep_alive: Duration::from_secs(5),
+                max_packet_bytes: 1 << 20,
+                credentials: None,
+                tls: None,
+                max_in_flight: 8,
+            },
+            model_id: "m".into(),
+            max_in_flight: 8,
+            live_queue,
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(1),
+            stats_interval: Duration::from_secs(1),
+            latency_bound: Duration::from_millis(500),
+            shutdown_grace: Duration::ZERO,
+        };
+        Uplink::new(
+            cfg,
+            spool,
+            Box::new(NoControl),
+            Arc::new(Mutex::new(controller)),
+            Box::new(|_| Vec::new()),
+        )
+    }
+
+    /// Mark the uplink connected; the returned event loop must outlive the publishes.
+    fn fake_up(u: &mut Uplink) -> EventLoop {
+        let (client, eventloop) =
+            AsyncClient::new(rumqttc::MqttOptions::new("t", "127.0.0.1", 1), 64);
+        let (_tx, events) = mpsc::unbounded_channel();
+        u.conn = Some(Connection {
+            client,
+            events,
+            poller: tokio::spawn(async {}),
+            up: true,
+        });
+        eventloop
+    }
+
+    fn mqtt(e: Event) -> Option<LinkEvent> {
+        Some(LinkEvent::Mqtt(e))
+    }
+
+    #[test]
+    fn frames_go_to_the_topic_of_their_layer() {
+        let t = Topics::new("fchm", "cam");
+        assert_eq!(topic_of(&t, Layer::Machine), "fchm/cam/feat");
+        assert_eq!(topic_of(&t, Layer::Aux), "fchm/cam/aux");
+    }
+
+    #[test]
+    fn offline_aux_frames_are_dropped_and_counted_not_spooled() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut u = uplink(dir.path(), 4);
+        u.accept(frame(Layer::Machine, 1));
+        u.accept(frame(Layer::Aux, 1));
+        u.accept(frame(Layer::Machine, 2));
+        assert_eq!(u.spool.len(), 2);
+        assert_eq!(u.report.aux_dropped_offline, 1);
+        assert!(u.draining);
+        // Still draining once connected: aux frames wait for nothing.
+        let _el = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let el = fake_up(&mut u);
+                u.accept(frame(Layer::Aux, 2));
+                el
+            });
+        assert_eq!(u.report.aux_dropped_offline, 2);
+        assert_eq!(u.spool.len(), 2);
+        assert_eq!(u.report.dropped_congestion + u.report.dropped_spool_full, 0);
+    }
+
+    #[tokio::test]
+    async fn acked_aux_frames_count_their_bytes_but_not_as_machine_frames() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut u = uplink(dir.path(), 4);
+        let _el = fake_up(&mut u);
+        let (m, a) = (frame(Layer::Machine, 5), frame(Layer::Aux, 5));
+        let bytes = (m.bytes.len() + a.bytes.len()) as u64;
+        u.accept(m);
+        u.accept(a);
+        u.pump().await;
+        let layers: Vec<_> = u.in_flight.iter().map(|f| (f.layer, f.sequence)).collect();
+        assert_eq!(layers, [(Layer::Machine, 5), (Layer::Aux, 5)]);
+        // Same sequence on both: the packet ids still go to the right frames.
+        u.on_event(mqtt(Event::Outgoing(Outgoing::Publish(11))))
+            .await;
+        u.on_event(mqtt(Event::Outgoing(Outgoing::Publish(12))))
+            .await;
+        let pkids: Vec<_> = u.in_flight.iter().map(|f| (f.layer, f.pkid)).collect();
+        assert_eq!(pkids, [(Layer::Machine, Some(11)), (Layer::Aux, Some(12))]);
+        u.on_event(mqtt(Event::Incoming(Incoming::PubAck(
+            rumqttc::PubAck::new(12),
+        ))))
+        .await;
+        u.on_event(mqtt(Event::Incoming(Incoming::PubAck(
+            rumqttc::PubAck::new(11),
+        ))))
+        .await;
+        assert!(u.in_flight.is_empty());
+        let r = &u.report;
+        assert_eq!(
+            (r.total_acked_frames, r.acked_frames, r.aux_acked),
+            (1, 1, 1)
+        );
+        assert_eq!(r.acked_bytes, bytes);
+        // One latency sample: the machine frame's.
+        assert_eq!(u.latencies.len(), 1);
+        assert!(u.spool.is_empty());
+    }
+
+    #[tokio::test]
+    async fn congestion_drops_aux_first_and_a_lost_connection_drops_aux_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut u = uplink(dir.path(), 3);
+        let _el = fake_up(&mut u);
+        for f in [
+            frame(Layer::Machine, 1),
+            frame(Layer::Aux, 1),
+            frame(Layer::Machine, 2),
+            frame(Layer::Machine, 3),
+        ] {
+            u.accept(f);
+        }
+        assert_eq!(u.report.aux_dropped_congestion, 1);
+        assert_eq!(u.report.dropped_congestion, 0);
+        u.accept(frame(Layer::Machine, 4));
+        assert_eq!(
+            u.report.dropped_congestion, 1,
+            "no aux left: the oldest goes"
+        );
+        u.accept(frame(Layer::Aux, 4));
+        assert_eq!(u.report.aux_dropped_congestion, 2);
+        u.accept(frame(Layer::Aux, 3));
+        assert_eq!(u.report.aux_dropped_congestion, 3);
+        let live: Vec<_> = u.live.iter().map(|f| (f.layer, f.sequence)).collect();
+        assert_eq!(
+            live,
+            [
+                (Layer::Machine, 2),
+                (Layer::Machine, 3),
+                (Layer::Machine, 4)
+            ]
+        );
+        u.pump().await;
+        u.accept(frame(Layer::Aux, 4));
+        u.pump().await;
+        u.accept(frame(Layer::Aux, 5));
+        assert_eq!((u.in_flight.len(), u.live.len()), (4, 1));
+        // The link dies: machine frames go to the spool, aux frames are counted.
+        u.on_down("test");
+        assert_eq!(u.spool.len(), 3);
+        assert_eq!(u.report.aux_dropped_offline, 2);
+        assert_eq!(u.report.aux_dropped_congestion, 3);
+        assert_eq!(
+            u.report.dropped_spool_full + u.report.dropped_spool_error,
+            0
+        );
     }
 }

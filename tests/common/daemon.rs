@@ -10,6 +10,32 @@ use std::time::{Duration, Instant};
 
 pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 
+/// The smoke machine bundle (`$FCHM_SMOKE_BUNDLE`) and a human-layer bundle
+/// built for it (`$FCHM_SMOKE_HVCN`); `None` when the latter is not set.
+pub fn smoke_aux_bundles() -> Option<(PathBuf, PathBuf)> {
+    let human = PathBuf::from(std::env::var_os("FCHM_SMOKE_HVCN")?);
+    let machine = std::env::var_os("FCHM_SMOKE_BUNDLE")
+        .map(PathBuf::from)
+        .expect(
+        "FCHM_SMOKE_HVCN is set but FCHM_SMOKE_BUNDLE (the machine bundle it pairs with) is not",
+    );
+    for dir in [&machine, &human] {
+        assert!(
+            dir.join("manifest.json").exists(),
+            "{} has no manifest.json",
+            dir.display()
+        );
+    }
+    Some((machine, human))
+}
+
+/// The JSON payloads among `msgs` (stats messages).
+pub fn stats_of(msgs: &[Msg]) -> Vec<serde_json::Value> {
+    msgs.iter()
+        .filter_map(|m| serde_json::from_slice(&m.payload).ok())
+        .collect()
+}
+
 fn need(bin: &str, package: &str) {
     assert!(
         Path::new(bin).exists() || which(bin),

@@ -29,12 +29,40 @@ def bundle_id(files: dict[str, str]) -> str:
 
 
 def _export(module: torch.nn.Module, shape: tuple, path: Path, in_name: str, out_name: str):
+    export_onnx(module, {in_name: shape}, [out_name], path)
+
+
+def entropy_tables(net: torch.nn.Module) -> dict:
+    """The integer CDF tables of a latent coded by `vfcn.code_latent` (docs/bundle.md)."""
+    eb = net.entropy_bottleneck
+    eb.update(force=True)
+    gc = net.gaussian_conditional
+    gc.update_scale_table(scale_table(), force=True)
+
+    def tables(m):
+        lengths = m._cdf_length.tolist()
+        return {
+            "cdfs": [row[:n] for row, n in zip(m._quantized_cdf.tolist(), lengths)],
+            "cdf_lengths": lengths,
+            "offsets": m._offset.tolist(),
+        }
+
+    return {
+        "precision": 16,
+        "z": {"medians": eb._get_medians().flatten().tolist(), **tables(eb)},
+        "y": {"scale_table": scale_table().tolist(), **tables(gc)},
+    }
+
+
+def export_onnx(module: torch.nn.Module, inputs: dict, outputs: list, path: Path):
+    """Export with named inputs (name -> shape), static shapes, opset 17."""
     module.eval()
-    kwargs = dict(input_names=[in_name], output_names=[out_name], opset_version=OPSET, do_constant_folding=True)
+    args = tuple(torch.zeros(shape) for shape in inputs.values())
+    kwargs = dict(input_names=list(inputs), output_names=outputs, opset_version=OPSET, do_constant_folding=True)
     try:
-        torch.onnx.export(module, (torch.zeros(shape),), str(path), dynamo=False, **kwargs)
+        torch.onnx.export(module, args, str(path), dynamo=False, **kwargs)
     except TypeError:  # older torch without the `dynamo` switch
-        torch.onnx.export(module, (torch.zeros(shape),), str(path), **kwargs)
+        torch.onnx.export(module, args, str(path), **kwargs)
 
 
 def export_graphs(net: Vfcn, out: Path) -> dict:
@@ -46,24 +74,7 @@ def export_graphs(net: Vfcn, out: Path) -> dict:
         _export(HyperEncoderGraph(net), (1, cfg.m, hw_y, hw_y), out / "vfcn_hyper_enc.onnx", "y", "z")
         _export(DecoderGraph(net), (1, cfg.m, hw_y, hw_y), out / "vfcn_dec.onnx", "y_hat", "x_hat")
 
-        eb = net.entropy_bottleneck
-        eb.update(force=True)
-        gc = net.gaussian_conditional
-        gc.update_scale_table(scale_table(), force=True)
-
-        def tables(m):
-            lengths = m._cdf_length.tolist()
-            return {
-                "cdfs": [row[:n] for row, n in zip(m._quantized_cdf.tolist(), lengths)],
-                "cdf_lengths": lengths,
-                "offsets": m._offset.tolist(),
-            }
-
-        entropy = {
-            "precision": 16,
-            "z": {"medians": eb._get_medians().flatten().tolist(), **tables(eb)},
-            "y": {"scale_table": scale_table().tolist(), **tables(gc)},
-        }
+        entropy = entropy_tables(net)
     (out / "entropy.json").write_text(json.dumps(entropy))
     (out / "hyper_synth.json").write_text(json.dumps(net.h_s.export()))
     return {

@@ -45,19 +45,50 @@ class Encoded:
         return len(self.z) + len(self.y)
 
 
+class LatentCoder:
+    """Codes one latent y with its hyper-latent z: factorized z, integer
+    hyper-synthesis, Gaussian-conditional y. Shared by the machine layer
+    (VFCN) and the aux layer (ACN), which differ only in tables and shapes."""
+
+    def __init__(self, entropy: dict, intnet: IntNet):
+        ez, ey = entropy["z"], entropy["y"]
+        self.intnet = intnet
+        self.z_tables = (ez["cdfs"], ez["cdf_lengths"], ez["offsets"])
+        self.y_tables = (ey["cdfs"], ey["cdf_lengths"], ey["offsets"])
+        self.medians = np.asarray(ez["medians"], np.float32)
+
+    def encode(self, y: np.ndarray, z: np.ndarray) -> tuple[bytes, bytes, dict]:
+        z_sym = np.round(z - self.medians[:, None, None]).astype(np.int32)
+        z_idx = np.broadcast_to(np.arange(len(self.medians), dtype=np.int32)[:, None, None], z.shape)
+        z_bytes = RansEncoder().encode_with_indexes(z_sym.ravel().tolist(), z_idx.ravel().tolist(), *self.z_tables)
+        mean, idx = self.intnet.run(z_sym)
+        y_sym = np.round(y - mean).astype(np.int32)
+        y_bytes = RansEncoder().encode_with_indexes(y_sym.ravel().tolist(), idx.ravel().tolist(), *self.y_tables)
+        return z_bytes, y_bytes, {"z_sym": z_sym, "y_sym": y_sym, "mean": mean, "idx": idx}
+
+    def decode(self, z_bytes: bytes, y_bytes: bytes, z_shape: tuple, y_shape: tuple) -> tuple[np.ndarray, dict]:
+        z_idx = np.broadcast_to(np.arange(z_shape[0], dtype=np.int32)[:, None, None], z_shape)
+        z_sym = np.asarray(
+            RansDecoder().decode_with_indexes(z_bytes, z_idx.ravel().tolist(), *self.z_tables), np.int32
+        ).reshape(z_shape)
+        mean, idx = self.intnet.run(z_sym)
+        y_sym = np.asarray(
+            RansDecoder().decode_with_indexes(y_bytes, idx.ravel().tolist(), *self.y_tables), np.int32
+        ).reshape(y_shape)
+        y_hat = (y_sym.astype(np.float32) + mean).astype(np.float32)
+        return y_hat, {"z_sym": z_sym, "y_sym": y_sym, "mean": mean, "idx": idx, "y_hat": y_hat}
+
+
 class RefCodec:
     def __init__(self, bundle: Path):
         self.dir = Path(bundle)
         self.manifest = json.loads((self.dir / "manifest.json").read_text())
         self.entropy = json.loads((self.dir / "entropy.json").read_text())
         self.intnet = IntNet.load(self.dir / "hyper_synth.json")
+        self.latent = LatentCoder(self.entropy, self.intnet)
         self.enc = session(self.dir / "vfcn_enc.onnx")
         self.henc = session(self.dir / "vfcn_hyper_enc.onnx")
         self.dec = session(self.dir / "vfcn_dec.onnx")
-        ez, ey = self.entropy["z"], self.entropy["y"]
-        self.z_tables = (ez["cdfs"], ez["cdf_lengths"], ez["offsets"])
-        self.y_tables = (ey["cdfs"], ey["cdf_lengths"], ey["offsets"])
-        self.medians = np.asarray(ez["medians"], np.float32)
 
     @staticmethod
     def normalise(p: np.ndarray, gain: float) -> tuple[np.ndarray, float, float]:
@@ -73,27 +104,12 @@ class RefCodec:
         x, fmin, fmax = self.normalise(p, gain)
         y = run(self.enc, x)[0]
         z = run(self.henc, y[None])[0]
-        z_sym = np.round(z - self.medians[:, None, None]).astype(np.int32)
-        z_idx = np.broadcast_to(np.arange(len(self.medians), dtype=np.int32)[:, None, None], z.shape)
-        z_bytes = RansEncoder().encode_with_indexes(z_sym.ravel().tolist(), z_idx.ravel().tolist(), *self.z_tables)
-        mean, idx = self.intnet.run(z_sym)
-        y_sym = np.round(y - mean).astype(np.int32)
-        y_bytes = RansEncoder().encode_with_indexes(y_sym.ravel().tolist(), idx.ravel().tolist(), *self.y_tables)
-        enc = Encoded(z_bytes, y_bytes, z.shape, y.shape, gain, fmin, fmax)
-        return enc, {"z_sym": z_sym, "y_sym": y_sym, "mean": mean, "idx": idx}
+        z_bytes, y_bytes, info = self.latent.encode(y, z)
+        return Encoded(z_bytes, y_bytes, z.shape, y.shape, gain, fmin, fmax), info
 
     def decode(self, enc: Encoded) -> tuple[np.ndarray, dict]:
-        cz, hz, wz = enc.z_shape
-        z_idx = np.broadcast_to(np.arange(cz, dtype=np.int32)[:, None, None], enc.z_shape)
-        z_sym = np.asarray(
-            RansDecoder().decode_with_indexes(enc.z, z_idx.ravel().tolist(), *self.z_tables), np.int32
-        ).reshape(enc.z_shape)
-        mean, idx = self.intnet.run(z_sym)
-        y_sym = np.asarray(
-            RansDecoder().decode_with_indexes(enc.y, idx.ravel().tolist(), *self.y_tables), np.int32
-        ).reshape(enc.y_shape)
-        y_hat = (y_sym.astype(np.float32) + mean).astype(np.float32)
+        y_hat, info = self.latent.decode(enc.z, enc.y, enc.z_shape, enc.y_shape)
         out = run(self.dec, y_hat[None])
         span = np.float32(np.float32(enc.fmax) - np.float32(enc.fmin))
         p_hat = (out / np.float32(enc.gain) + np.float32(0.5)) * span + np.float32(enc.fmin)
-        return p_hat.astype(np.float32), {"z_sym": z_sym, "y_sym": y_sym, "mean": mean, "idx": idx, "y_hat": y_hat}
+        return p_hat.astype(np.float32), info

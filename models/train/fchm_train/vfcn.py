@@ -71,6 +71,25 @@ class Residual(nn.Module):
         return self.lin(x) + self.branch(x)
 
 
+def code_latent(net: nn.Module, y: torch.Tensor):
+    """The mean-scale hyperprior with integer hyper-synthesis, as trained.
+
+    `net` has `h_a`, `h_s` (HyperSynthesis), `entropy_bottleneck`,
+    `gaussian_conditional` and `scales_from_index`: the machine layer (Vfcn) and
+    the aux layer (hvcn.Acn) code their latents with exactly this, so the
+    Rust side codes both with one function too. Returns (y_hat, y_lik, z_lik).
+    """
+    z = net.h_a(y)
+    _, z_lik = net.entropy_bottleneck(z)
+    medians = net.entropy_bottleneck._get_medians().detach()
+    z_int = ste(z - medians, torch.round(z - medians))
+    mean, idx = net.h_s(z_int)
+    scales = net.scales_from_index(idx)
+    _, y_lik = net.gaussian_conditional(y, scales, means=mean)
+    y_hat = ste(y - mean, torch.round(y - mean)) + mean
+    return y_hat, y_lik, z_lik
+
+
 class Vfcn(nn.Module):
     def __init__(self, cfg: VfcnConfig):
         super().__init__()
@@ -99,15 +118,7 @@ class Vfcn(nn.Module):
 
     def forward(self, x: torch.Tensor):
         """x = gain * centred normalised feature. Returns (x_hat, likelihoods_y, likelihoods_z)."""
-        y = self.g_a(x)
-        z = self.h_a(y)
-        _, z_lik = self.entropy_bottleneck(z)
-        medians = self.entropy_bottleneck._get_medians().detach()
-        z_int = ste(z - medians, torch.round(z - medians))
-        mean, idx = self.h_s(z_int)
-        scales = self.scales_from_index(idx)
-        _, y_lik = self.gaussian_conditional(y, scales, means=mean)
-        y_hat = ste(y - mean, torch.round(y - mean)) + mean
+        y_hat, y_lik, z_lik = code_latent(self, self.g_a(x))
         return self.g_s(y_hat), y_lik, z_lik
 
     def aux_loss(self):

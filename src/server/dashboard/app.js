@@ -176,10 +176,20 @@ function buildCard(id) {
         <button type="submit" class="apply-gain">Apply</button>
         <span class="reported">reported <span class="state-gain">–</span></span>
       </form>
+      <form class="control look" novalidate>
+        <button type="submit" class="look-now">Look now</button>
+        <label>view <select class="human-mode">
+          <option value="fast">fast</option><option value="diffusion">diffusion</option></select></label>
+        <span class="reported">aux <span class="state-aux">–</span></span>
+      </form>
       <p class="sent"></p>
       <p class="error" role="alert"></p>
       <p class="detail-error"></p>
-    </div>`;
+    </div>
+    <figure class="human" hidden>
+      <img class="human-view" alt="human view">
+      <figcaption class="human-caption"></figcaption>
+    </figure>`;
   q(".device-id").textContent = id;
   for (const m of RATE_MODES) q("select.rate-mode").append(h("option", { value: m }, m));
 
@@ -216,6 +226,13 @@ function buildCard(id) {
     },
     sent: q(".sent"),
     error: q(".error"),
+    human: q("figure.human"),
+    humanImg: q("img.human-view"),
+    humanCaption: q(".human-caption"),
+    humanMode: q("select.human-mode"),
+    auxState: q(".state-aux"),
+    humanShown: null, // "<seq>/<mode>" of the human view shown
+    lookSince: null, // when "look now" was pressed, until a new aux frame arrives
     detailError: q(".detail-error"),
     pending: new Map(), // key -> {value, since}: applied, not yet reported back
     boxesSeq: null, // the frame whose boxes are drawn
@@ -225,12 +242,17 @@ function buildCard(id) {
     loading: false,
     objectUrl: null,
   };
-  for (const form of el.querySelectorAll("form.control")) {
+  for (const form of el.querySelectorAll("form.control[data-key]")) {
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
       applySetting(card, form);
     });
   }
+  q("form.look").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    lookNow(card);
+  });
+  card.humanMode.addEventListener("change", () => refreshDetail(card));
   // Number inputs are filled from the reported state once, never after the
   // user has touched them.
   for (const input of [card.inputs.target_kbps, card.inputs.gain]) {
@@ -290,6 +312,65 @@ function updateDetail(card, detail) {
   }
   card.deviceStats.textContent = statsLine(detail.stats);
   drawPlots(card, detail.rate_history || []);
+  card.auxState.textContent = (detail.state && detail.state.aux) || "–";
+  showHuman(card, detail.aux_sequences || []);
+}
+
+// ---------------------------------------------------------------- human view
+
+/** "Look now": the same path as the server's rules, set/aux = once. */
+async function lookNow(card) {
+  card.error.textContent = "";
+  try {
+    const r = await fetch(deviceUrl(card.id, "/set"), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ key: "aux", value: "once" }),
+    });
+    const body = await r.json().catch(() => null);
+    if (!r.ok) throw new Error((body && body.error) || `HTTP ${r.status}`);
+    card.lookSince = Date.now();
+    card.sent.textContent = "asked the camera for one picture; waiting for its aux frame";
+    schedulePoll(500);
+  } catch (e) {
+    card.error.textContent = `look now failed: ${e.message}`;
+  }
+}
+
+/** Show the human view of the newest frame that has an aux layer here. */
+async function showHuman(card, auxSeqs) {
+  if (!auxSeqs.length) {
+    if (card.lookSince && Date.now() - card.lookSince > CONFIRM_MS) {
+      card.error.textContent = "no aux frame came back (is an aux bundle configured on the camera?)";
+      card.lookSince = null;
+    }
+    return;
+  }
+  const seq = auxSeqs[auxSeqs.length - 1];
+  const mode = card.humanMode.value;
+  const key = `${seq}/${mode}`;
+  if (card.humanShown === key) return;
+  card.humanShown = key;
+  card.humanCaption.textContent = `rendering ${mode} view of frame ${seq}…`;
+  card.human.hidden = false;
+  try {
+    const r = await fetch(deviceUrl(card.id, `/frames/${encodeURIComponent(seq)}.jpg?mode=${mode}`));
+    if (!r.ok) {
+      const body = await r.json().catch(() => null);
+      throw new Error((body && body.error) || `HTTP ${r.status}`);
+    }
+    const url = URL.createObjectURL(await r.blob());
+    const old = card.humanImg.src;
+    card.humanImg.src = url;
+    if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+    card.humanCaption.textContent = `human view (${mode}) of frame ${seq}`;
+    if (card.lookSince) {
+      card.sent.textContent = `picture of frame ${seq} received`;
+      card.lookSince = null;
+    }
+  } catch (e) {
+    card.humanCaption.textContent = `no human view of frame ${seq}: ${e.message}`;
+  }
 }
 
 function statsLine(st) {
