@@ -79,6 +79,27 @@ pub struct DecodedFrame {
     pub raw_detections: Vec<f32>,
 }
 
+/// The frame was coded by bundle `expected` and belongs to `layer`.
+pub(crate) fn check_identity(
+    frame: &FrameRef<'_>,
+    expected: BundleId,
+    layer: Layer,
+) -> Result<(), DecodeError> {
+    if frame.header.bundle_id != expected {
+        return Err(DecodeError::BundleMismatch {
+            got: frame.header.bundle_id,
+            expected,
+        });
+    }
+    if frame.header.layer != layer {
+        return Err(DecodeError::Layer {
+            got: frame.header.layer,
+            expected: layer,
+        });
+    }
+    Ok(())
+}
+
 /// The bytes of substream `kind`, checked to have the shape the bundle codes.
 pub(crate) fn substream<'a>(
     frame: &FrameRef<'a>,
@@ -121,19 +142,7 @@ impl<'b> FeatureDecoder<'b> {
     /// Entropy-decode a frame already parsed (and so validated).
     fn latents_of(&self, frame: &FrameRef<'_>) -> Result<DecodedLatents, DecodeError> {
         let b = self.bundle;
-        let expected = b.manifest.id();
-        if frame.header.bundle_id != expected {
-            return Err(DecodeError::BundleMismatch {
-                got: frame.header.bundle_id,
-                expected,
-            });
-        }
-        if frame.header.layer != Layer::Machine {
-            return Err(DecodeError::Layer {
-                got: frame.header.layer,
-                expected: Layer::Machine,
-            });
-        }
+        check_identity(frame, b.manifest.id(), Layer::Machine)?;
         let lat = &b.manifest.latent;
         let z_bytes = substream(frame, SubstreamKind::Z, lat.z)?;
         let y_bytes = substream(frame, SubstreamKind::Y, lat.y)?;

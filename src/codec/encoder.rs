@@ -59,6 +59,15 @@ pub struct FeatureEncoder<'b> {
     bundle: &'b Bundle,
 }
 
+/// `gain` is finite and inside the bundle's range.
+pub(crate) fn check_gain(gain: f32, min: f32, max: f32) -> Result<(), EncodeError> {
+    if gain.is_finite() && gain >= min && gain <= max {
+        Ok(())
+    } else {
+        Err(EncodeError::Gain { gain, min, max })
+    }
+}
+
 pub(crate) fn shape_of(s: [usize; 3]) -> Shape {
     // Manifest shapes are small; the container validates them again on parse.
     Shape::new(s[0] as u16, s[1] as u16, s[2] as u16)
@@ -100,13 +109,7 @@ impl<'b> FeatureEncoder<'b> {
     ) -> Result<EncodedFrame, EncodeError> {
         let b = self.bundle;
         let ivn = &b.manifest.ivn;
-        if !(gain.is_finite() && gain >= ivn.gain_min && gain <= ivn.gain_max) {
-            return Err(EncodeError::Gain {
-                gain,
-                min: ivn.gain_min,
-                max: ivn.gain_max,
-            });
-        }
+        check_gain(gain, ivn.gain_min, ivn.gain_max)?;
         let norm = Normalisation::of(&f.data, gain);
         let x = norm.forward(&f.data);
         let y = b.graphs.vfcn_enc.as_ref().expect("checked").run1(&x)?;

@@ -9,9 +9,9 @@ mod encoder;
 mod ivn;
 mod latent;
 
-pub(crate) use decoder::substream;
+pub(crate) use decoder::{check_identity, substream};
 pub use decoder::{DecodeError, DecodedFrame, DecodedLatents, FeatureDecoder};
-pub(crate) use encoder::shape_of;
+pub(crate) use encoder::{check_gain, shape_of};
 pub use encoder::{EncodeError, EncodedFrame, FeatureEncoder, Features, FrameMeta};
 pub use ivn::Normalisation;
 pub use latent::{CodedLatent, DecodedLatent, LatentCodec};

@@ -11,8 +11,8 @@ use image::RgbImage;
 
 use super::bundle::HumanBundle;
 use crate::codec::{
-    shape_of, substream, CodedLatent, DecodeError, DecodedLatent, EncodeError, EncodedFrame,
-    Features, FrameMeta, Normalisation,
+    check_gain, check_identity, shape_of, substream, CodedLatent, DecodeError, DecodedLatent,
+    EncodeError, EncodedFrame, Features, FrameMeta, Normalisation,
 };
 use crate::model::preprocess;
 
@@ -53,13 +53,7 @@ impl<'b> AuxEncoder<'b> {
     ) -> Result<EncodedFrame, EncodeError> {
         let b = self.bundle;
         let aux = &b.manifest.aux;
-        if !(gain.is_finite() && gain >= aux.gain_min && gain <= aux.gain_max) {
-            return Err(EncodeError::Gain {
-                gain,
-                min: aux.gain_min,
-                max: aux.gain_max,
-            });
-        }
+        check_gain(gain, aux.gain_min, aux.gain_max)?;
         let y: Vec<f32> = ya.iter().map(|v| v * gain).collect();
         let z = b.graphs.acn_hyper_enc.as_ref().expect("checked").run1(&y)?;
         let coded: CodedLatent = b.latent_codec().encode::<EncodeError>(&y, &z.data)?;
@@ -123,19 +117,7 @@ impl<'b> AuxDecoder<'b> {
 
     pub fn decode_frame(&self, frame: &FrameRef<'_>) -> Result<AuxLatent, DecodeError> {
         let b = self.bundle;
-        let expected = b.manifest.id();
-        if frame.header.bundle_id != expected {
-            return Err(DecodeError::BundleMismatch {
-                got: frame.header.bundle_id,
-                expected,
-            });
-        }
-        if frame.header.layer != Layer::Aux {
-            return Err(DecodeError::Layer {
-                got: frame.header.layer,
-                expected: Layer::Aux,
-            });
-        }
+        check_identity(frame, b.manifest.id(), Layer::Aux)?;
         let lat = &b.manifest.aux.latent;
         let z = substream(frame, SubstreamKind::AuxZ, lat.z)?;
         let y = substream(frame, SubstreamKind::AuxY, lat.y)?;

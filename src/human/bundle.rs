@@ -8,7 +8,6 @@ use fchm_codec::hyper::HyperSynthesis;
 use super::manifest::HumanManifest;
 use crate::codec::LatentCodec;
 use crate::model::bundle::{BundleError, Role};
-use crate::model::manifest::ManifestError;
 use crate::model::runtime::{Backend, Graph};
 
 /// The graphs of one role: the camera loads the ACN, the server the rest.
@@ -66,11 +65,8 @@ impl HumanBundle {
                 _ => {}
             }
         }
-        let entropy = EntropyModels::load(dir.join(&manifest.entropy))?;
-        let path = dir.join(&manifest.hyper_synth);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| ManifestError::Read { path, source })?;
-        let hyper = HyperSynthesis::from_json(&text)?;
+        let (entropy, hyper) =
+            crate::model::bundle::load_tables(dir, &manifest.entropy, &manifest.hyper_synth)?;
         let bundle = Self {
             dir: dir.to_owned(),
             manifest,

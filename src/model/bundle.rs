@@ -100,15 +100,7 @@ impl Bundle {
                 _ => {} // graphs of later layers (aux, human view) are not used by this build
             }
         }
-        let entropy = EntropyModels::load(dir.join(&manifest.entropy))?;
-        let hyper_text =
-            std::fs::read_to_string(dir.join(&manifest.hyper_synth)).map_err(|source| {
-                ManifestError::Read {
-                    path: dir.join(&manifest.hyper_synth),
-                    source,
-                }
-            })?;
-        let hyper = HyperSynthesis::from_json(&hyper_text)?;
+        let (entropy, hyper) = load_tables(dir, &manifest.entropy, &manifest.hyper_synth)?;
         let bundle = Self {
             dir: dir.to_owned(),
             manifest,
@@ -169,6 +161,19 @@ impl Bundle {
     pub fn require<'a>(&self, g: &'a Option<Graph>, key: &str) -> Result<&'a Graph, BundleError> {
         require_graph(&self.dir, self.role, g, key)
     }
+}
+
+/// The entropy tables and the integer hyper-synthesis a bundle names.
+pub(crate) fn load_tables(
+    dir: &Path,
+    entropy: &str,
+    hyper_synth: &str,
+) -> Result<(EntropyModels, HyperSynthesis), BundleError> {
+    let entropy = EntropyModels::load(dir.join(entropy))?;
+    let path = dir.join(hyper_synth);
+    let text =
+        std::fs::read_to_string(&path).map_err(|source| ManifestError::Read { path, source })?;
+    Ok((entropy, HyperSynthesis::from_json(&text)?))
 }
 
 /// `g`, or an error saying that graph `key` is not loaded for `role`.
