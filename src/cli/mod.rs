@@ -296,25 +296,21 @@ fn eval_human(a: EvalArgs) -> Result<()> {
         grid_images: a.grid,
         progress: !a.quiet,
     };
-    let summary = crate::eval::human::run(&cfg)?;
-    print!("{}", summary.report());
-    if let Some(why) = &summary.plot_text_missing {
-        eprintln!(
-            "warning: {} drawn without text: {why}",
-            summary.plot.display()
-        );
-    }
-    eprintln!(
-        "wrote {}, {}, {}{}",
-        summary.csv.display(),
-        summary.plot.display(),
-        summary.json.display(),
-        summary
-            .grid
-            .as_ref()
-            .map_or(String::new(), |g| format!(", {}", g.display()))
-    );
+    let s = crate::eval::human::run(&cfg)?;
+    print!("{}", s.report());
+    let mut written = vec![&s.csv, &s.plot, &s.json];
+    written.extend(&s.grid);
+    report_outputs(&s.plot, s.plot_text_missing.as_deref(), &written);
     Ok(())
+}
+
+/// What an evaluation wrote, on stderr (stdout carries its report).
+fn report_outputs(plot: &Path, plot_text_missing: Option<&str>, written: &[&PathBuf]) {
+    if let Some(why) = plot_text_missing {
+        eprintln!("warning: {} drawn without text: {why}", plot.display());
+    }
+    let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+    eprintln!("wrote {}", names.join(", "));
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
@@ -331,19 +327,12 @@ fn eval(a: EvalArgs) -> Result<()> {
         qualities: a.qualities,
         progress: !a.quiet,
     };
-    let summary = crate::eval::run(&cfg)?;
-    print!("{}", summary.report());
-    if let Some(why) = &summary.plot_text_missing {
-        eprintln!(
-            "warning: {} drawn without text: {why}",
-            summary.plot.display()
-        );
-    }
-    eprintln!(
-        "wrote {}, {}, {}",
-        summary.csv.display(),
-        summary.plot.display(),
-        summary.json.display()
+    let s = crate::eval::run(&cfg)?;
+    print!("{}", s.report());
+    report_outputs(
+        &s.plot,
+        s.plot_text_missing.as_deref(),
+        &[&s.csv, &s.plot, &s.json],
     );
     Ok(())
 }

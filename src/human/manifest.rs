@@ -8,7 +8,7 @@ use fchm_codec::container::BundleId;
 use serde::{Deserialize, Serialize};
 
 use crate::model::manifest::{
-    bundle_id_of, check_files, check_input, field, GraphSpec, InputSpec, LatentSpec, ManifestError,
+    check_contents, field, GraphSpec, InputSpec, LatentSpec, ManifestError,
 };
 
 pub const SCHEMA: &str = "fchm-hvcn/1";
@@ -89,41 +89,22 @@ impl HumanManifest {
     }
 
     fn validate(&self) -> Result<(), ManifestError> {
-        let expected = bundle_id_of(&self.files);
-        if self.bundle_id != expected {
-            return Err(field(
-                "bundle_id",
-                format!(
-                    "{} does not match the file hashes ({expected})",
-                    self.bundle_id
-                ),
-            ));
-        }
+        check_contents(
+            &self.bundle_id,
+            &self.files,
+            &self.graphs,
+            [
+                ("entropy", &self.entropy),
+                ("hyper_synth", &self.hyper_synth),
+            ],
+            &self.input,
+        )?;
         if self.machine_bundle_id.parse::<BundleId>().is_err() {
             return Err(field("machine_bundle_id", "not 32 hex digits"));
         }
-        for key in GRAPHS {
-            let g = self
-                .graphs
-                .get(key)
-                .ok_or_else(|| field(format!("graphs.{key}"), "missing"))?;
-            if !self.files.contains_key(&g.file) {
-                return Err(field(
-                    format!("graphs.{key}.file"),
-                    format!("{} is not listed in files", g.file),
-                ));
-            }
+        if let Some(key) = GRAPHS.iter().find(|k| !self.graphs.contains_key(**k)) {
+            return Err(field(format!("graphs.{key}"), "missing"));
         }
-        for (key, file) in [
-            ("entropy", &self.entropy),
-            ("hyper_synth", &self.hyper_synth),
-        ] {
-            if !self.files.contains_key(file) {
-                return Err(field(key, format!("{file} is not listed in files")));
-            }
-        }
-        check_files(&self.files)?;
-        check_input(&self.input)?;
         let aux = &self.aux;
         if !(aux.gain_min.is_finite() && aux.gain_min > 0.0 && aux.gain_max > aux.gain_min) {
             return Err(field("aux", "need 0 < gain_min < gain_max"));

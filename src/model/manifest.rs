@@ -192,29 +192,17 @@ impl Manifest {
     }
 
     fn validate(&self) -> Result<(), ManifestError> {
-        let expected = bundle_id_of(&self.files);
-        if self.bundle_id != expected {
-            return Err(field(
-                "bundle_id",
-                format!(
-                    "{} does not match the file hashes ({expected})",
-                    self.bundle_id
-                ),
-            ));
-        }
+        check_contents(
+            &self.bundle_id,
+            &self.files,
+            &self.graphs,
+            [
+                ("entropy", &self.entropy),
+                ("hyper_synth", &self.hyper_synth),
+            ],
+            &self.input,
+        )?;
         for (key, g) in &self.graphs {
-            if !self.files.contains_key(&g.file) {
-                return Err(field(
-                    format!("graphs.{key}.file"),
-                    format!("{} is not listed in files", g.file),
-                ));
-            }
-            if g.role != "edge" && g.role != "server" {
-                return Err(field(
-                    format!("graphs.{key}.role"),
-                    format!("{:?} is not edge or server", g.role),
-                ));
-            }
             if g.inputs.len() != 1 {
                 return Err(field(
                     format!("graphs.{key}.inputs"),
@@ -222,16 +210,6 @@ impl Manifest {
                 ));
             }
         }
-        for (key, file) in [
-            ("entropy", &self.entropy),
-            ("hyper_synth", &self.hyper_synth),
-        ] {
-            if !self.files.contains_key(file) {
-                return Err(field(key, format!("{file} is not listed in files")));
-            }
-        }
-        check_files(&self.files)?;
-        check_input(&self.input)?;
         let ivn = &self.ivn;
         if !(ivn.gain_min.is_finite() && ivn.gain_min > 0.0 && ivn.gain_max > ivn.gain_min) {
             return Err(field("ivn", "need 0 < gain_min < gain_max"));
@@ -253,6 +231,46 @@ impl Manifest {
     pub fn id(&self) -> BundleId {
         self.bundle_id.parse().expect("validated in load()")
     }
+}
+
+/// What every bundle manifest (machine or human layer) must satisfy: the id
+/// hashes the files, every graph and table is listed among them with a known
+/// role, the names are plain and the input convention is the supported one.
+pub(crate) fn check_contents(
+    bundle_id: &str,
+    files: &BTreeMap<String, String>,
+    graphs: &BTreeMap<String, GraphSpec>,
+    tables: [(&str, &String); 2],
+    input: &InputSpec,
+) -> Result<(), ManifestError> {
+    let expected = bundle_id_of(files);
+    if bundle_id != expected {
+        return Err(field(
+            "bundle_id",
+            format!("{bundle_id} does not match the file hashes ({expected})"),
+        ));
+    }
+    for (key, g) in graphs {
+        if !files.contains_key(&g.file) {
+            return Err(field(
+                format!("graphs.{key}.file"),
+                format!("{} is not listed in files", g.file),
+            ));
+        }
+        if g.role != "edge" && g.role != "server" {
+            return Err(field(
+                format!("graphs.{key}.role"),
+                format!("{:?} is not edge or server", g.role),
+            ));
+        }
+    }
+    for (key, file) in tables {
+        if !files.contains_key(file) {
+            return Err(field(key, format!("{file} is not listed in files")));
+        }
+    }
+    check_files(files)?;
+    check_input(input)
 }
 
 /// Every file name is a plain name inside the bundle and every digest a sha256.

@@ -66,7 +66,7 @@ def scheduler_config() -> dict:
     s = DDIMScheduler(
         num_train_timesteps=1000, beta_schedule="linear", beta_start=0.0001, beta_end=0.02,
         # x0 clipped to +-3 residual std: a briefly trained denoiser's eps errors at t ~ T are
-        # otherwise amplified ~156x into saturated pixels (docs/human-layer.md).
+        # otherwise amplified 1/sqrt(alpha_bar_999) = 157x into saturated pixels (docs/human-layer.md).
         clip_sample=True, clip_sample_range=3.0, set_alpha_to_one=False, timestep_spacing="trailing",
         prediction_type="epsilon",
     )  # fmt: skip
