@@ -10,7 +10,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{bundle_dir, photo, run_ok};
+use common::{bundle_dir, human_dir, photo, run_ok};
 use fchm::codec::FeatureDecoder;
 use fchm::model::{Bundle, Role};
 use serde_json::Value;
@@ -98,13 +98,6 @@ fn aarch64_frames_decode_bit_exactly_on_x86() {
             }
         }
     }
-}
-
-/// The committed human-layer bundle (`FCHM_TEST_HVCN`, set by `.ci/run`).
-fn human_dir() -> PathBuf {
-    std::env::var_os("FCHM_TEST_HVCN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| panic!("FCHM_TEST_HVCN is not set: point it at models/centernet-hvcn"))
 }
 
 #[test]

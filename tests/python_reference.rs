@@ -3,27 +3,12 @@
 
 mod common;
 
-use common::{bundle_dir, photo, python, run_ok};
+use common::peer::{floats, ints, peer_doc, peer_frame, run_peer, wide};
+use common::{bundle_dir, photo};
 use fchm::codec::{FeatureDecoder, FeatureEncoder, FrameMeta};
-use fchm::core::container::{Frame, FrameHeader, Layer, Shape, Substream, SubstreamKind};
+use fchm::core::container::{Frame, Layer};
 use fchm::model::{Bundle, Role};
 use serde_json::Value;
-
-fn ints(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect()
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
-}
 
 /// Same boxes, classes and scores, up to float noise from two inference engines.
 fn assert_same_detections(rust: &[fchm::model::Detection], py: &Value, what: &str) {
@@ -55,56 +40,20 @@ fn load() -> (std::path::PathBuf, Bundle) {
 #[test]
 fn python_encoded_stream_decodes_identically_in_rust() {
     let (dir, bundle) = load();
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("py.json");
     let gain = bundle.manifest.ivn.gain_min * 4.0;
-    let mut c = python("refcodec_peer.py");
-    c.arg("encode")
-        .arg(&dir)
-        .arg(photo("dog.jpg"))
-        .arg(gain.to_string())
-        .arg(&out);
-    run_ok(c);
-    let j: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-
-    let shape = |k: &str| {
-        let s = ints(&j[k]);
-        Shape::new(s[0] as u16, s[1] as u16, s[2] as u16)
-    };
-    let frame = Frame {
-        header: FrameHeader {
-            layer: Layer::Machine,
-            bundle_id: bundle.manifest.id(),
-            sequence: 7,
-            timestamp_us: 1,
-            gain: j["gain"].as_f64().unwrap() as f32,
-            feature_min: j["fmin"].as_f64().unwrap() as f32,
-            feature_max: j["fmax"].as_f64().unwrap() as f32,
-            source_width: 768,
-            source_height: 576,
-        },
-        substreams: vec![
-            Substream {
-                kind: SubstreamKind::Z,
-                shape: shape("z_shape"),
-                data: hex::decode(j["z_hex"].as_str().unwrap()).unwrap(),
-            },
-            Substream {
-                kind: SubstreamKind::Y,
-                shape: shape("y_shape"),
-                data: hex::decode(j["y_hex"].as_str().unwrap()).unwrap(),
-            },
-        ],
-    };
+    let j = run_peer(
+        "refcodec_peer.py",
+        &[&"encode", &dir, &photo("dog.jpg"), &gain.to_string()],
+        None,
+    );
+    let frame = peer_frame(&j, Layer::Machine, bundle.manifest.id());
     let dec = FeatureDecoder::new(&bundle).unwrap();
     let out = dec
         .decode(&frame.encode().unwrap())
         .expect("Python stream decodes in Rust");
-    let z: Vec<i64> = out.z_symbols.iter().map(|&v| v as i64).collect();
-    let y: Vec<i64> = out.y_symbols.iter().map(|&v| v as i64).collect();
-    assert_eq!(z, ints(&j["z_sym"]), "z symbols");
+    assert_eq!(wide(&out.z_symbols), ints(&j["z_sym"]), "z symbols");
     assert_eq!(
-        y,
+        wide(&out.y_symbols),
         ints(&j["y_sym"]),
         "y symbols (tables chosen by the integer network)"
     );
@@ -144,31 +93,16 @@ fn rust_encoded_stream_decodes_identically_in_python() {
             },
         )
         .unwrap();
-    let parsed = Frame::parse(&frame.bytes).unwrap();
-    let sub = |k| parsed.substream(k).unwrap();
-    let h = &parsed.header;
-    let doc = serde_json::json!({
-        "gain": h.gain, "fmin": h.feature_min, "fmax": h.feature_max,
-        "z_shape": sub(SubstreamKind::Z).shape.to_array(), "y_shape": sub(SubstreamKind::Y).shape.to_array(),
-        "z_hex": hex::encode(&sub(SubstreamKind::Z).data), "y_hex": hex::encode(&sub(SubstreamKind::Y).data),
-    });
-    let tmp = tempfile::tempdir().unwrap();
-    let (inp, out) = (tmp.path().join("in.json"), tmp.path().join("out.json"));
-    std::fs::write(&inp, doc.to_string()).unwrap();
-    let mut c = python("refcodec_peer.py");
-    c.arg("decode").arg(&dir).arg(&inp).arg(&out);
-    run_ok(c);
-    let j: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    let z: Vec<i64> = frame.z_symbols.iter().map(|&v| v as i64).collect();
-    let y: Vec<i64> = frame.y_symbols.iter().map(|&v| v as i64).collect();
+    let doc = peer_doc(&Frame::parse(&frame.bytes).unwrap());
+    let j = run_peer("refcodec_peer.py", &[&"decode", &dir], Some(&doc));
     assert_eq!(
         ints(&j["z_sym"]),
-        z,
+        wide(&frame.z_symbols),
         "python decodes the z symbols rust coded"
     );
     assert_eq!(
         ints(&j["y_sym"]),
-        y,
+        wide(&frame.y_symbols),
         "python decodes the y symbols rust coded"
     );
 

@@ -345,20 +345,6 @@ fn promtool_check(text: &str) {
     );
 }
 
-/// The committed human-layer bundle (`FCHM_TEST_HVCN`, set by `.ci/run`),
-/// paired with the machine bundle under test.
-fn human_dir() -> std::path::PathBuf {
-    let dir = std::env::var_os("FCHM_TEST_HVCN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| panic!("FCHM_TEST_HVCN is not set: point it at models/centernet-hvcn"));
-    assert!(
-        dir.join("manifest.json").exists(),
-        "{} has no manifest.json",
-        dir.display()
-    );
-    dir
-}
-
 /// Both layers of one photo: (machine payload, aux payload).
 fn both_layers(
     bundle: &std::path::Path,
@@ -390,7 +376,7 @@ fn both_layers(
 fn human_views_render_on_request_and_a_rule_asks_for_them() {
     let _g = serial();
     let bundle = common::bundle_dir();
-    let human = human_dir();
+    let human = common::human_dir();
     let broker = Mosquitto::start();
     let hb = human.to_str().unwrap();
     let server = Server::start(

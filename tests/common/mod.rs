@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod peer;
 pub mod server;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,19 @@ pub fn bundle_dir() -> PathBuf {
              then FCHM_TEST_BUNDLE=/tmp/smoke-bundle"
             )
         });
+    with_manifest(dir)
+}
+
+/// The committed human-layer bundle (`FCHM_TEST_HVCN`, set by `.ci/run`),
+/// paired with the machine bundle under test.
+pub fn human_dir() -> PathBuf {
+    let dir = std::env::var_os("FCHM_TEST_HVCN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("FCHM_TEST_HVCN is not set: point it at models/centernet-hvcn"));
+    with_manifest(dir)
+}
+
+fn with_manifest(dir: PathBuf) -> PathBuf {
     assert!(
         dir.join("manifest.json").exists(),
         "{} has no manifest.json",

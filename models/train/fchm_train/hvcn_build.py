@@ -48,8 +48,7 @@ from .hvcn import (
     Fcn,
     HvcnConfig,
 )
-from .intnet import IntNet
-from .refcodec import LatentCoder, RefCodec, run, session
+from .refcodec import AuxCoder, RefCodec, run, session
 from .vfcn import FEATURE_CHANNELS
 
 SCHEMA = "fchm-hvcn/1"
@@ -285,23 +284,13 @@ def export(out: Path, cfg: HvcnConfig, acn, dec, denoiser, fcn) -> dict:
 
 def aux_rate_table(out: Path, machine: Path, images, gains) -> list:
     """Aux bits per pixel per aux gain, by real coding through the exported files only."""
-    codec = RefCodec(machine)
-    front = session(machine / "front.onnx")
-    enc, henc = session(out / "acn_enc.onnx"), session(out / "acn_hyper_enc.onnx")
-    coder = LatentCoder(json.loads((out / "aux_entropy.json").read_text()), IntNet.load(out / "aux_hyper_synth.json"))
-    inputs = []
-    for im in images:
-        x = prepare_image(im)
-        pbar, _, _ = codec.normalise(run(front, x), 1.0)
-        ya = enc.run(None, {"image": x.astype(np.float32), "pbar": pbar})[0]
-        inputs.append(ya)
+    coder = AuxCoder(out, machine)
+    inputs = [coder.analyse(prepare_image(im)) for im in images]
     rows = []
     for g in gains:
         bits = 0
         for ya in inputs:
-            y = (ya * np.float32(g)).astype(np.float32)
-            z = run(henc, y)[0]
-            zb, yb, _ = coder.encode(y[0], z)
+            zb, yb, _ = coder.encode(ya, g)
             bits += 8 * (len(zb) + len(yb) + CONTAINER_OVERHEAD)
         rows.append({"gain": round(float(g), 4), "bpp": bits / (len(inputs) * PIXELS)})
         print(f"  aux gain {g:6.3f}: {rows[-1]['bpp']:.4f} bpp", flush=True)

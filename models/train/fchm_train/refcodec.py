@@ -113,3 +113,33 @@ class RefCodec:
         span = np.float32(np.float32(enc.fmax) - np.float32(enc.fmin))
         p_hat = (out / np.float32(enc.gain) + np.float32(0.5)) * span + np.float32(enc.fmin)
         return p_hat.astype(np.float32), info
+
+
+class AuxCoder:
+    """The aux (human-layer) reference coder, on a human bundle's files: the ACN
+    analysis of (image, normalised P) as Rust's `AuxEncoder::analyse` feeds it,
+    the aux gain, and `LatentCoder` on the aux tables. `machine` (whose
+    `front.onnx` gives P) is needed only to analyse."""
+
+    def __init__(self, human: Path, machine: Path | None = None):
+        human = Path(human)
+        entropy = json.loads((human / "aux_entropy.json").read_text())
+        self.latent = LatentCoder(entropy, IntNet.load(human / "aux_hyper_synth.json"))
+        self.enc = session(human / "acn_enc.onnx")
+        self.henc = session(human / "acn_hyper_enc.onnx")
+        self.front = session(Path(machine) / "front.onnx") if machine is not None else None
+
+    def analyse(self, x: np.ndarray) -> np.ndarray:
+        """x: [1,3,512,512] RGB 0..255 -> ya [M,h,w], before the gain (P normalised at gain 1)."""
+        pbar, _, _ = RefCodec.normalise(run(self.front, x), 1.0)
+        return self.enc.run(None, {"image": x.astype(np.float32), "pbar": pbar})[0][0]
+
+    def encode(self, ya: np.ndarray, gain: float) -> tuple[bytes, bytes, dict]:
+        y = (ya * np.float32(gain)).astype(np.float32)
+        return self.latent.encode(y, run(self.henc, y[None])[0])
+
+    def decode(self, z_bytes: bytes, y_bytes: bytes, z_shape: tuple, y_shape: tuple,
+               gain: float) -> tuple[np.ndarray, dict]:
+        """-> ya_hat = y_hat / gain, what the fusion networks take."""
+        y_hat, info = self.latent.decode(z_bytes, y_bytes, z_shape, y_shape)
+        return (y_hat / np.float32(gain)).astype(np.float32), info
