@@ -3,10 +3,11 @@
 //! bitrate settles into the capacity band, the link is well used, latency
 //! stays bounded, and every frame is accounted for.
 //!
-//! The bounds here are what this controller reliably achieves on a loaded
-//! 2-core machine, looser than the goals (settle within 3 s, 80 %
-//! utilisation; README, "Rate control"); a fixed rate fails them (at
-//! 1.5 Mbit/s it sends 3.4× the 0.4 Mbit/s step and uses 4 Mbit/s at 36 %).
+//! The bounds here leave room for a loaded 2-core machine around the issue's
+//! goals (settle within 3 s, 80 % utilisation; README, "Rate control"),
+//! which the controller meets or nearly meets in unloaded runs; a fixed rate
+//! fails them (at 1.5 Mbit/s it sends 3.5× the 0.4 Mbit/s step and uses
+//! 4 Mbit/s at 40 %).
 //! `fchm bench rate` runs the same scenario and prints the figures.
 
 mod common;
@@ -30,10 +31,22 @@ fn auto_rate_follows_a_stepping_link() {
     println!("{}", serde_json::to_string_pretty(&r).unwrap());
     let log = std::fs::read_to_string(setup.workdir.join("fchmd.log")).unwrap_or_default();
     for s in &r.steps {
-        // Settling time and utilisation after it vary run to run on a shared
-        // machine; they are printed above. What must hold every time is that
-        // by the end of each step the daemon sends what the link carries.
+        // Settling time and utilisation vary run to run on a shared machine
+        // (printed above; here 0.4-0.6 s, 2.6-3.8 s and 2.3-2.6 s, with
+        // 79-96 % utilisation). The bounds leave room for a loaded CI
+        // machine; a fixed rate never settles after the 5x drop or the 10x
+        // rise at all.
         let c = s.capacity_kbps;
+        let settle = s.settle_s.unwrap_or(f64::INFINITY);
+        assert!(
+            settle <= 6.0,
+            "{c} kbit/s: settled after {settle:.1} s\n{log}"
+        );
+        assert!(
+            s.utilisation >= 0.7,
+            "{c} kbit/s: utilisation {:.2} after settling",
+            s.utilisation
+        );
         assert!(
             (0.5 * c..=1.2 * c).contains(&s.tail_encoded_kbps),
             "{c} kbit/s: encoded {:.0} kbit/s at the end of the step\n{log}",

@@ -9,7 +9,8 @@
 //! repeats of each other.
 //!
 //! The configuration is the daemon's default: 10 fps, 100..8000 kbit/s,
-//! start at 1000 kbit/s, 500 ms latency bound, hysteresis 0.1.
+//! start at 1000 kbit/s, 500 ms latency bound, hysteresis 0.1; one scenario
+//! runs at the 3 fps of `fchm bench rate`.
 //!
 //! `cargo test --test rate_sim -- --nocapture` prints a per-second trace and
 //! the per-stage numbers the assertions check.
@@ -115,9 +116,12 @@ struct FrameLog {
     gain: f32,
     wait_s: f64,
     correction: f64,
+    /// Seconds until the next frame.
+    interval_s: f64,
 }
 
 struct Sim {
+    fps: f64,
     link: Link,
     scale: f64,
     rng: fastrand::Rng,
@@ -129,7 +133,12 @@ struct Sim {
 
 impl Sim {
     fn new(schedule: Vec<(f64, f64)>, scale: f64, seed: u64) -> Self {
+        Self::at_fps(FPS, schedule, scale, seed)
+    }
+
+    fn at_fps(fps: f64, schedule: Vec<(f64, f64)>, scale: f64, seed: u64) -> Self {
         Self {
+            fps,
             link: Link {
                 schedule,
                 free_at: 0.0,
@@ -145,7 +154,7 @@ impl Sim {
             }),
             planner: Planner::new(
                 PlannerConfig {
-                    fps: FPS,
+                    fps,
                     gain_min: 1.0,
                     gain_max: 64.0,
                     hysteresis: 0.1,
@@ -171,11 +180,13 @@ impl Sim {
         let mut acks: VecDeque<(f64, f64, usize)> = VecDeque::new();
         let mut log = vec![];
         let mut pending = events.to_vec();
-        for i in 0..(seconds * FPS).round() as usize {
-            let t = i as f64 / FPS;
+        for i in 0..(seconds * self.fps).round() as usize {
+            let t = i as f64 / self.fps;
             while acks.front().is_some_and(|a| a.0 <= t) {
                 let (ack, sent, bytes) = acks.pop_front().unwrap();
                 self.controller.on_ack(self.at(ack), self.at(sent), bytes);
+                self.controller
+                    .on_delivered(self.at(ack), self.at(sent), bytes);
             }
             while let Some(&(_, event)) = pending.first().filter(|e| e.0 <= t) {
                 pending.remove(0);
@@ -197,6 +208,7 @@ impl Sim {
                 gain: self.planner.gain(),
                 wait_s: 0.0,
                 correction: self.planner.model().correction(),
+                interval_s: 1.0 / self.fps,
             };
             if let Decision::Encode { gain, .. } = self.planner.decide(target_kbps, self.at(t)) {
                 let bits = self.code(gain);
@@ -228,7 +240,7 @@ fn sent_bits(frames: &[FrameLog]) -> f64 {
 }
 
 fn capacity_bits(frames: &[FrameLog]) -> f64 {
-    frames.iter().map(|f| f.capacity_bps / FPS).sum()
+    frames.iter().map(|f| f.capacity_bps * f.interval_s).sum()
 }
 
 fn waits(frames: &[FrameLog]) -> Vec<f64> {
@@ -287,7 +299,10 @@ fn stage(log: &[FrameLog], from: f64, to: f64) -> Stage {
 }
 
 fn print_trace(log: &[FrameLog]) {
-    for second in log.chunks(FPS as usize) {
+    let per_second = log
+        .first()
+        .map_or(1, |f| (1.0 / f.interval_s).round() as usize);
+    for second in log.chunks(per_second.max(1)) {
         let last = second[second.len() - 1];
         println!(
             "t={:5.1} capacity={:5.0} target={:7.1} sent={:7.1} kbit/s gain={:5.2} skips={} max wait={:.3}s",
@@ -304,7 +319,18 @@ fn print_trace(log: &[FrameLog]) {
 
 /// Run `schedule` for `end` seconds and split it into its stages.
 fn stages(schedule: &[(f64, f64)], end: f64, seed: u64) -> (Vec<FrameLog>, Vec<Stage>) {
-    let log = Sim::new(schedule.to_vec(), 0.5, seed).run(end, &[]);
+    stages_at(FPS, 0.5, schedule, end, seed)
+}
+
+/// The same at `fps`, with the scene coding `scale` times the calibration size.
+fn stages_at(
+    fps: f64,
+    scale: f64,
+    schedule: &[(f64, f64)],
+    end: f64,
+    seed: u64,
+) -> (Vec<FrameLog>, Vec<Stage>) {
+    let log = Sim::at_fps(fps, schedule.to_vec(), scale, seed).run(end, &[]);
     let mut bounds: Vec<f64> = schedule.iter().map(|s| s.0).collect();
     bounds.push(end);
     let stages = bounds.windows(2).map(|w| stage(&log, w[0], w[1])).collect();
@@ -381,6 +407,38 @@ fn capacity_steps_down_and_up() {
         let max = w.into_iter().fold(0.0, f64::max);
         assert!(p95 <= 0.6, "{name}: queueing p95 {p95:.3}s");
         assert!(max <= 3.5, "{name}: queueing max {max:.3}s");
+    }
+}
+
+/// The schedule of `fchm bench rate` at its 3 fps: each frame is a third of
+/// a second of the target, so a frame written just before the 5x drop takes
+/// 1.7 s to cross alone, and the delay signals come once per frame. The
+/// delivery floor finds the 10x rise within a few frames.
+#[test]
+fn bench_schedule_at_three_fps() {
+    let schedule = [(0.0, 2e6), (15.0, 0.4e6), (30.0, 4e6)];
+    for seed in 1..=3 {
+        let name = format!("3 fps seed {seed}");
+        // A scene coding like the calibration set, so 4 Mbit/s is within
+        // reach of the largest gain at 3 fps.
+        let (log, st) = stages_at(3.0, 1.0, &schedule, 45.0, seed);
+        report(&name, &log, &st);
+        assert!(
+            st[0].settle_s <= 3.0,
+            "{name}: start took {:.1}s",
+            st[0].settle_s
+        );
+        assert!(
+            st[1].settle_s <= 6.0,
+            "{name}: 5x drop took {:.1}s",
+            st[1].settle_s
+        );
+        assert!(
+            st[2].settle_s <= 3.0,
+            "{name}: 10x rise took {:.1}s",
+            st[2].settle_s
+        );
+        assert_settled_well(&name, &st);
     }
 }
 

@@ -291,10 +291,32 @@ pub async fn run(setup: &DaemonSetup, sc: &Scenario, broker: SocketAddr) -> Resu
             .filter(|x| x.at.as_secs_f64() > t_begin + 1.0 && x.at.as_secs_f64() <= t_end)
             .collect();
         let enc = |x: &Sample| x.stats["encoded_kbps"].as_f64().unwrap_or(0.0);
+        // At a few frames per second a 1-s stats interval holds 2, 3 or 4
+        // frames, depending on how the stats clock and the capture clock
+        // fall: a ±33 % swing of the plain per-interval bitrate that says
+        // nothing about the controller. The band test reads the rate per
+        // planned frame instead (skipped frames count as zero bits): the
+        // interval's encoded bits over the frames the planner coded or
+        // skipped in it, times the capture rate.
+        let per_frame = |i: usize| {
+            let x = inside[i];
+            let interval = x.stats["interval_s"].as_f64().unwrap_or(1.0);
+            let skips = |y: &Sample| y.stats["dropped"]["rate_skip"].as_f64().unwrap_or(0.0);
+            let skipped = match i.checked_sub(1).map(|j| inside[j]) {
+                Some(prev) => skips(x) - skips(prev),
+                None => 0.0,
+            };
+            let planned = x.stats["fps"]["encoded"].as_f64().unwrap_or(0.0) * interval + skipped;
+            if planned > 0.0 {
+                enc(x) * interval / planned * sc.fps
+            } else {
+                0.0
+            }
+        };
         // Settled from the start of the first interval after which every interval is in band.
         let mut settle_at = None;
         for (i, x) in inside.iter().enumerate() {
-            if inside[i..].iter().all(|y| percent_band(enc(y), s.kbps)) {
+            if (i..inside.len()).all(|j| percent_band(per_frame(j), s.kbps)) {
                 let interval = x.stats["interval_s"].as_f64().unwrap_or(1.0);
                 settle_at = Some((x.at.as_secs_f64() - interval).max(t_begin));
                 break;

@@ -258,11 +258,19 @@ pub struct PipelineConfig {
     /// oldest frame is dropped and counted. Each one adds an encode time of
     /// latency. Default: 2.
     pub queue_frames: usize,
+    /// Give the models' per-frame buffers back to the system as soon as they
+    /// are freed (a fixed glibc mmap threshold) rather than keeping them in
+    /// the allocator's arenas: a much lower peak RSS for some speed, which
+    /// `fchm bench pipeline` measures both ways. Default: true.
+    pub lean_memory: bool,
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { queue_frames: 2 }
+        PipelineConfig {
+            queue_frames: 2,
+            lean_memory: true,
+        }
     }
 }
 

@@ -1,17 +1,22 @@
-//! Wiring of the running daemon: one capture thread, one encoder thread
+//! Wiring of the running daemon: one capture thread, two encoder threads
 //! (model work stays off the async runtime), and the uplink task.
 //!
 //! ```text
-//! capture ──DropOldest──▶ encoder (rate planner, ring) ──mpsc──▶ uplink ──▶ MQTT
-//!                                  ▲                     feat + aux   │
-//!                                  └──── controller ◀── PUBACKs ──────┘
+//! capture ──DropOldest──▶ analysis (front) ──1──▶ coder (rate planner, ring) ──mpsc──▶ uplink ──▶ MQTT
+//!                                                        ▲                  feat + aux   │
+//!                                                        └─── controller ◀── PUBACKs ────┘
 //! ```
+//!
+//! The analysis thread runs the detector front, which does not depend on
+//! the gain; the coder plans the frame's rate when it gets there and runs the
+//! rest. With two cores or more the two overlap, one frame apart.
 //!
 //! The encoder also keeps the ring of recent frames and codes the aux layer
 //! when asked (`set/aux`, [`super::aux`]).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,7 +30,7 @@ use super::control::{Limits, RateControl, Settings};
 use super::queue::DropOldest;
 use super::stats::{EdgeCounters, StatsBuilder};
 use crate::capture::{self, CaptureOptions, Reopening, Source, SourceSpec};
-use crate::codec::{FeatureEncoder, Features, FrameMeta};
+use crate::codec::{EncodeError, FeatureEncoder, Features, FrameMeta};
 use crate::config::{Broker, Config, RateMode};
 use crate::core::container::Layer;
 use crate::human::{AuxEncoder, HumanBundle, HumanManifest};
@@ -209,6 +214,13 @@ struct EncoderCtx {
 /// The uplink is gone: the encoder stops.
 struct Gone;
 
+/// A captured frame and its features (the gain-independent analysis), on
+/// its way from the analysis thread to the coder.
+struct Analysed {
+    frame: RingEntry,
+    features: Result<Features, EncodeError>,
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -241,6 +253,7 @@ impl EncoderCtx {
         &self,
         encoder: &FeatureEncoder<'_>,
         frame: &RingEntry,
+        features: Result<Features, EncodeError>,
         target: f64,
         now: Instant,
     ) -> Result<Option<Features>, Gone> {
@@ -262,9 +275,7 @@ impl EncoderCtx {
             sequence: frame.sequence,
             timestamp_us: frame.capture_us,
         };
-        let coded = encoder
-            .features(&frame.image)
-            .and_then(|f| encoder.encode(&f, gain, meta).map(|e| (f, e)));
+        let coded = features.and_then(|f| encoder.encode(&f, gain, meta).map(|e| (f, e)));
         let (features, encoded) = match coded {
             Ok(x) => x,
             Err(e) => {
@@ -341,7 +352,9 @@ impl EncoderCtx {
         })
     }
 
-    /// The loop: each captured frame, its aux frame if wanted, then pending `frame:` requests.
+    /// Two stages on two threads, so a camera with more than one core codes
+    /// one frame while the detector front analyses the next: `analysis` runs
+    /// the gain-independent front, this thread plans the rate and codes.
     fn run(&self) {
         let encoder = match FeatureEncoder::new(&self.bundle) {
             Ok(e) => e,
@@ -357,19 +370,56 @@ impl EncoderCtx {
                 None
             }
         });
+        // One analysed frame waits here at most: when the coder is behind,
+        // frames pile up (and the oldest are dropped, counted) in the
+        // capture queue, not in between.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::scope(|s| {
+            let analysis = std::thread::Builder::new()
+                .name("analysis".into())
+                .spawn_scoped(s, || self.analyse(&encoder, tx));
+            if let Err(e) = analysis {
+                log::error!("cannot start the analysis thread: {e}");
+                return;
+            }
+            self.code(&encoder, aux_encoder.as_ref(), rx);
+            // The coder stopped (the uplink is gone, or the source ended):
+            // release the analysis thread from its wait for frames.
+            self.queue.close();
+        });
+    }
+
+    /// The first stage: each captured frame's features, in capture order.
+    fn analyse(&self, encoder: &FeatureEncoder<'_>, out: SyncSender<Analysed>) {
         while let Some(captured) = self.queue.pop() {
-            let now = Instant::now();
-            let target = self.target_kbps(now);
             let frame = RingEntry {
                 sequence: captured.sequence,
                 capture_us: captured.capture_us,
                 // Moved, not copied: the ring shares it.
                 image: Arc::new(captured.image),
             };
-            let Ok(features) = self.machine(&encoder, &frame, target, now) else {
+            let features = encoder.features(&frame.image);
+            if out.send(Analysed { frame, features }).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// The second stage: each analysed frame, its aux frame if wanted, then
+    /// pending `frame:` requests.
+    fn code(
+        &self,
+        encoder: &FeatureEncoder<'_>,
+        aux_encoder: Option<&(AuxEncoder<'_>, &HumanManifest)>,
+        analysed: Receiver<Analysed>,
+    ) {
+        for Analysed { frame, features } in analysed {
+            let now = Instant::now();
+            let target = self.target_kbps(now);
+            let Ok(features) = self.machine(encoder, &frame, features, target, now) else {
                 break;
             };
-            let Some((aux_enc, manifest)) = &aux_encoder else {
+            let Some((aux_enc, manifest)) = aux_encoder else {
                 continue;
             };
             if let Some(features) = features {
@@ -404,7 +454,8 @@ impl EncoderCtx {
     }
 }
 
-/// Encoder thread: plans each frame's rate, runs the models, hands frames to the uplink.
+/// Encoder thread (the coder, which starts the analysis thread): plans each
+/// frame's rate, runs the models, hands frames to the uplink.
 fn spawn_encoder(ctx: EncoderCtx) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("encoder".into())

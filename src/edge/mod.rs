@@ -3,6 +3,7 @@
 pub mod aux;
 mod control;
 mod daemon;
+mod memory;
 mod queue;
 mod stats;
 
@@ -81,5 +82,6 @@ pub fn main() -> anyhow::Result<()> {
         }
     };
     crate::telemetry::logging::init(&cfg.log)?;
+    memory::configure(cfg.pipeline.lean_memory);
     run(cfg)
 }

@@ -27,6 +27,10 @@ const NEAR_RELATIVE: f64 = 0.08;
 /// ramp, would set the pace.
 const HEADROOM: f64 = 2.0;
 const HEADROOM_SLACK_BPS: f64 = 10_000.0;
+/// While the rate may increase, the target is lifted to this share of the
+/// speed the link has proven (the controller's delivery floor): below it, so
+/// frame-size noise does not queue, and never above what got through.
+const FLOOR_SHARE: f64 = 0.9;
 /// Past the learnt capacity the probe may lead the goodput by only this much:
 /// enough for the planner's hysteresis step, not enough to build a target the
 /// link has never been shown, which would land in the queue all at once.
@@ -112,10 +116,13 @@ impl Aimd {
 
     /// Apply one signal; returns whether the target was decreased (a
     /// decrease within one RTT of the previous one is not applied).
+    /// `proven_bps` is a speed the link has shown it carries (a lower bound
+    /// on its capacity), if any since the last decrease.
     pub fn update(
         &mut self,
         signal: Signal,
         goodput_bps: Option<f64>,
+        proven_bps: Option<f64>,
         rtt: Option<Duration>,
         now: Instant,
     ) -> bool {
@@ -132,7 +139,7 @@ impl Aimd {
                 false
             }
             Signal::Increase => {
-                self.increase(dt, goodput_bps, now);
+                self.increase(dt, goodput_bps, proven_bps, now);
                 false
             }
         };
@@ -185,7 +192,25 @@ impl Aimd {
         });
     }
 
-    fn increase(&mut self, dt: f64, goodput_bps: Option<f64>, now: Instant) {
+    fn increase(
+        &mut self,
+        dt: f64,
+        goodput_bps: Option<f64>,
+        proven_bps: Option<f64>,
+        now: Instant,
+    ) {
+        let lift = proven_bps.map(|p| FLOOR_SHARE * p);
+        if let Some(lift) = lift.filter(|&l| l > self.target_bps) {
+            // The link has shown it carries more: jump there. The jump is
+            // this step's increase; a ramp that kept accelerating on top of
+            // it would overshoot the link before the delay could show it.
+            if self.capacity.is_some_and(|c| lift > c.upper()) {
+                self.capacity = None;
+            }
+            self.target_bps = lift;
+            self.hold();
+            return;
+        }
         if let (Some(c), Some(g)) = (self.capacity, goodput_bps) {
             if g > c.upper() {
                 // The link carries clearly more than where it used to saturate.
@@ -217,6 +242,13 @@ impl Aimd {
                         / RAMP_DOUBLING.as_secs_f64();
                 let rate = (RAMP_START * doublings.exp2()).min(RAMP_MAX);
                 self.target_bps *= (1.0 + rate).powf(dt);
+                // Beyond what the link has proven, the ramp leads it only
+                // as far as a probe past the capacity does: at camera frame
+                // rates the delay shows an overshoot a second late.
+                if let Some(p) = proven_bps {
+                    let lead = PROBE_HEADROOM * p.max(goodput_bps.unwrap_or(0.0));
+                    self.target_bps = self.target_bps.min(lead.max(before));
+                }
             }
         }
         if let Some(g) = goodput_bps {
@@ -246,7 +278,7 @@ mod tests {
         for ms in (from_ms..=to_ms).step_by(100) {
             now = t0 + MS * ms;
             let g = goodput(aimd.target_bps());
-            aimd.update(signal, Some(g), RTT, now);
+            aimd.update(signal, Some(g), None, RTT, now);
         }
         now
     }
@@ -254,7 +286,7 @@ mod tests {
     /// An Aimd that has seen the link saturate at `capacity`.
     fn saturated_at(capacity: f64, t0: Instant) -> Aimd {
         let mut a = Aimd::new(capacity, 1e4, 1e8);
-        a.update(Signal::Decrease, Some(capacity), RTT, t0);
+        a.update(Signal::Decrease, Some(capacity), None, RTT, t0);
         a
     }
 
@@ -262,15 +294,15 @@ mod tests {
     fn decrease_cuts_to_beta_times_goodput_once_per_rtt() {
         let t0 = Instant::now();
         let mut a = Aimd::new(2e6, 1e4, 1e7);
-        assert!(a.update(Signal::Decrease, Some(1e6), RTT, t0));
+        assert!(a.update(Signal::Decrease, Some(1e6), None, RTT, t0));
         assert!((a.target_bps() - 0.85e6).abs() < 1.0);
         // Goodput lower still, but within one (clamped) RTT: not applied.
-        assert!(!a.update(Signal::Decrease, Some(0.5e6), RTT, t0 + 50 * MS));
+        assert!(!a.update(Signal::Decrease, Some(0.5e6), None, RTT, t0 + 50 * MS));
         assert!((a.target_bps() - 0.85e6).abs() < 1.0);
-        assert!(a.update(Signal::Decrease, Some(0.5e6), RTT, t0 + 150 * MS));
+        assert!(a.update(Signal::Decrease, Some(0.5e6), None, RTT, t0 + 150 * MS));
         assert!((a.target_bps() - 0.425e6).abs() < 1.0);
         // Never below the minimum.
-        a.update(Signal::Decrease, Some(0.0), RTT, t0 + 300 * MS);
+        a.update(Signal::Decrease, Some(0.0), None, RTT, t0 + 300 * MS);
         assert_eq!(a.target_bps(), 1e4);
     }
 
@@ -278,11 +310,11 @@ mod tests {
     fn decrease_never_raises_the_target() {
         let t0 = Instant::now();
         let mut a = Aimd::new(1e6, 1e4, 1e7);
-        a.update(Signal::Decrease, Some(5e6), None, t0);
+        a.update(Signal::Decrease, Some(5e6), None, None, t0);
         assert_eq!(a.target_bps(), 1e6);
         // Before any ack, the target itself is cut.
         let mut b = Aimd::new(1e6, 1e4, 1e7);
-        b.update(Signal::Decrease, None, None, t0);
+        b.update(Signal::Decrease, None, None, None, t0);
         assert!((b.target_bps() - 0.85e6).abs() < 1.0);
     }
 
@@ -307,7 +339,7 @@ mod tests {
         // Then doubling per second: well over 6x after four seconds.
         assert!(a.target_bps() > 6e5, "{}", a.target_bps());
         // A hold restarts the ramp at 8 %/s.
-        a.update(Signal::Hold, None, RTT, t0 + 4100 * MS);
+        a.update(Signal::Hold, None, None, RTT, t0 + 4100 * MS);
         let before = a.target_bps();
         run(&mut a, t0, (4200, 5200), Signal::Increase, |t| t);
         let growth = a.target_bps() / before;

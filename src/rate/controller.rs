@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::aimd::{Aimd, Signal};
-use super::meter::{AckedRate, Rtt};
+use super::meter::{AckedRate, DeliveryFloor, Rtt};
 use super::overuse::OveruseDetector;
 use super::trendline::{InterGroup, Trendline};
 use super::RateError;
@@ -101,6 +101,7 @@ pub struct Controller {
     serialization: Trendline,
     detector: OveruseDetector,
     goodput: AckedRate,
+    floor: DeliveryFloor,
     rtt: Rtt,
     aimd: Aimd,
     /// (written at, bytes) of frames not yet acked, oldest first.
@@ -125,6 +126,7 @@ impl Controller {
             serialization: Trendline::default(),
             detector: OveruseDetector::default(),
             goodput: AckedRate::default(),
+            floor: DeliveryFloor::default(),
             rtt: Rtt::default(),
             target_bps: aimd.target_bps(),
             aimd,
@@ -182,6 +184,14 @@ impl Controller {
         self.detector.detect(trend, delta.send_ms, now);
     }
 
+    /// The frame of `bytes` acked at `now` cannot have started to cross the
+    /// link before `since` (when it was handed to the MQTT client: earlier
+    /// than its write, whose report may come only once most of it has left).
+    /// Evidence of the link's speed for the [`DeliveryFloor`].
+    pub fn on_delivered(&mut self, now: Instant, since: Instant, bytes: usize) {
+        self.floor.on_ack(now, since, bytes as u64 * 8);
+    }
+
     /// The connection was lost: whatever was in flight is gone (the transport
     /// resends or spools it), the delay history no longer describes the path,
     /// and the rate restarts low.
@@ -190,7 +200,6 @@ impl Controller {
             "rate controller: disconnect at target {:.0} kbit/s",
             self.target_bps / 1e3
         );
-        let _ = now; // state is reset, not timed; kept for a uniform, clock-driven API
         self.unacked.clear();
         self.in_flight = 0;
         self.groups = InterGroup::default();
@@ -199,6 +208,7 @@ impl Controller {
         self.detector = OveruseDetector::default();
         self.answered = 0;
         self.goodput.reset();
+        self.floor.restart(now);
         self.goodput_bps = 0.0;
         self.rtt = Rtt::default();
         let restart = (self.cfg.start_kbps * 1e3).min(self.aimd.target_bps() / 2.0);
@@ -243,9 +253,15 @@ impl Controller {
             (false, Usage::Over | Usage::Under) => Signal::Hold,
             (false, Usage::Normal) => Signal::Increase,
         };
-        let decreased = self.aimd.update(signal, goodput, self.rtt.smoothed(), now);
+        let proven = self.floor.bps(now);
+        let decreased = self
+            .aimd
+            .update(signal, goodput, proven, self.rtt.smoothed(), now);
         if decreased {
             self.answered = self.detector.detections();
+            // The link may have got slower: what it carried before the cut
+            // proves nothing about it now.
+            self.floor.restart(now);
         }
         let mut target = self.aimd.target_bps();
         if excess > 0.0 {
@@ -487,6 +503,58 @@ mod tests {
             verdicts.push(detector.detect(trend, 100.0, arrival));
         }
         assert!(verdicts.contains(&Usage::Over), "{verdicts:?}");
+    }
+
+    #[test]
+    fn a_link_proven_faster_lifts_the_target_at_once() {
+        // 3 fps, each frame a third of a second of the target, over a
+        // 4 Mbit/s link with 40 ms of round trip: every ack proves more than
+        // the target, so the target follows the proof, not a ramp.
+        let run = |proof: bool| {
+            let t0 = Instant::now();
+            let mut c = Controller::new(ControllerConfig {
+                start_kbps: 300.0,
+                ..cfg()
+            });
+            for i in 0..6u32 {
+                let sent = t0 + 333 * MS * i;
+                let bits = c.target_kbps() * 1e3 / 3.0;
+                let bytes = (bits / 8.0) as usize;
+                c.on_sent(sent, bytes);
+                let acked = sent + 40 * MS + Duration::from_secs_f64(bits / 4e6);
+                c.on_ack(acked, sent, bytes);
+                if proof {
+                    c.on_delivered(acked, sent, bytes);
+                }
+                c.update(acked);
+            }
+            c.target_kbps()
+        };
+        let (lifted, ramped) = (run(true), run(false));
+        assert!(lifted > 2_000.0, "lifted only to {lifted:.0} kbit/s");
+        assert!(lifted < 4_000.0, "lifted past the link: {lifted:.0} kbit/s");
+        assert!(ramped < 600.0, "the ramp alone reached {ramped:.0} kbit/s");
+    }
+
+    #[test]
+    fn a_cut_forgets_the_proof_from_before_it() {
+        let t0 = Instant::now();
+        let mut c = Controller::new(cfg());
+        // A fast frame proves 4 Mbit/s; then the link stalls and the latency
+        // bound cuts the rate: the old proof must not lift it straight back.
+        c.on_sent(t0, 50_000);
+        c.on_ack(t0 + 100 * MS, t0, 50_000);
+        c.on_delivered(t0 + 100 * MS, t0, 50_000);
+        c.on_sent(t0 + 200 * MS, 50_000);
+        let cut = c.update(t0 + 800 * MS);
+        assert_eq!(c.usage(), Usage::Over);
+        assert!(cut < 1_000.0, "{cut}");
+        c.on_ack(t0 + 2_000 * MS, t0 + 200 * MS, 50_000);
+        let after = c.update(t0 + 2_000 * MS);
+        assert!(
+            after < 1_000.0,
+            "lifted back to {after:.0} kbit/s by a stale proof"
+        );
     }
 
     #[test]

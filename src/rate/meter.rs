@@ -69,6 +69,61 @@ impl AckedRate {
     }
 }
 
+/// How long an acked frame's proof of the link's speed counts.
+const FLOOR_WINDOW: Duration = Duration::from_secs(2);
+
+/// The speed the link has proven: every bit of an acked frame crossed the
+/// bottleneck between its write and its PUBACK, so the link carries at least
+/// `bits / RTT` — whatever the propagation delay or queue, which only make
+/// the bound lower. The largest bound of the last [`FLOOR_WINDOW`], counting
+/// only frames written after [`DeliveryFloor::restart`] (a cut says the link
+/// may have got slower since).
+///
+/// The goodput only ever shows what was sent; this shows what the link
+/// could have carried, which is how a much faster link is found in a few
+/// frames instead of a long ramp.
+#[derive(Debug, Default)]
+pub(crate) struct DeliveryFloor {
+    /// (acked at, bits/s), bits/s decreasing from front to back: the front is the maximum.
+    bounds: VecDeque<(Instant, f64)>,
+    since: Option<Instant>,
+}
+
+impl DeliveryFloor {
+    pub fn on_ack(&mut self, now: Instant, sent_at: Instant, bits: u64) {
+        if self.since.is_some_and(|s| sent_at < s) {
+            return;
+        }
+        let rtt = now.saturating_duration_since(sent_at).as_secs_f64();
+        if rtt <= 0.0 {
+            return;
+        }
+        let bps = bits as f64 / rtt;
+        while self.bounds.back().is_some_and(|&(_, b)| b <= bps) {
+            self.bounds.pop_back();
+        }
+        self.bounds.push_back((now, bps));
+    }
+
+    /// Forget every bound so far; frames written before `at` no longer count.
+    pub fn restart(&mut self, at: Instant) {
+        self.bounds.clear();
+        self.since = Some(at);
+    }
+
+    /// The largest recent bound, bits/s.
+    pub fn bps(&mut self, now: Instant) -> Option<f64> {
+        while self
+            .bounds
+            .front()
+            .is_some_and(|&(t, _)| now.saturating_duration_since(t) > FLOOR_WINDOW)
+        {
+            self.bounds.pop_front();
+        }
+        self.bounds.front().map(|&(_, b)| b)
+    }
+}
+
 /// The minimum RTT is taken over this long, so a path that got slower
 /// (a longer route) is noticed eventually.
 const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
@@ -170,6 +225,27 @@ mod tests {
         }
         let rate = r.rate_bps(t0 + Duration::from_millis(1)).unwrap();
         assert!(rate <= 2e6 + 1.0, "{rate}");
+    }
+
+    #[test]
+    fn the_delivery_floor_is_the_best_recent_bits_per_rtt() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut f = DeliveryFloor::default();
+        assert_eq!(f.bps(t0), None);
+        // 100 kbit acked 100 ms after its write: at least 1 Mbit/s.
+        f.on_ack(t0 + ms(100), t0, 100_000);
+        // A slower-looking frame (it queued) does not lower the floor.
+        f.on_ack(t0 + ms(400), t0 + ms(100), 100_000);
+        assert_eq!(f.bps(t0 + ms(400)), Some(1e6));
+        // 2 s later the first proof has aged out; the second remains.
+        assert!((f.bps(t0 + ms(2_200)).unwrap() - 1e6 / 3.0).abs() < 1.0);
+        // After a restart, frames written before it do not count.
+        f.restart(t0 + ms(2_300));
+        f.on_ack(t0 + ms(2_400), t0 + ms(2_250), 1_000_000);
+        assert_eq!(f.bps(t0 + ms(2_400)), None);
+        f.on_ack(t0 + ms(2_500), t0 + ms(2_300), 100_000);
+        assert_eq!(f.bps(t0 + ms(2_500)), Some(5e5));
     }
 
     #[test]

@@ -88,7 +88,22 @@
 //!   faster link. This takes the place of WebRTC's probing, which needs
 //!   padding traffic the MQTT uplink does not have.
 //!
-//! The target never exceeds twice the goodput (+10 kbit/s), stays within
+//! **Proven speed.** Every bit of an acked frame crossed the bottleneck
+//! between its write and its PUBACK, so the link carries at least
+//! `bits / RTT` of that frame, whatever the propagation delay or queue. The
+//! largest such bound of the last two seconds (frames written since the last
+//! decrease only) is a floor under the link's capacity, and while the rate may
+//! increase the target is lifted to 90 % of it at once. This is what finds a
+//! link that got much faster in a few frames: camera frames are bursts, so
+//! each one measures the link the way a WebRTC probe cluster would. A frame's
+//! clock starts when it is handed to the MQTT client, not at rumqttc's
+//! `Outgoing::Publish`, which comes only once the whole packet is in the
+//! socket (on a slow link, after much of it has crossed). Once a floor is
+//! known, the accelerating ramp leads it (or the goodput) by at most 20 %:
+//! at a few frames per second the delay shows an overshoot a second late.
+//!
+//! Increases never take the target past twice the goodput (+10 kbit/s)
+//! unless the proven speed lifts it; the target stays within
 //! `min_kbps..=max_kbps`, and after a disconnect restarts from
 //! `min(start_kbps, target / 2)` with all delay state forgotten.
 //!

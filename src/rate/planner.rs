@@ -6,9 +6,11 @@ use super::bucket::TokenBucket;
 use super::model::RateModel;
 use super::RateError;
 
-/// Decisions in a row the ideal gain must stay above the hysteresis band
-/// before the gain goes up (down is immediate).
-const UP_PERSIST: u32 = 3;
+/// How long the ideal gain must stay above the hysteresis band before the
+/// gain goes up (down is immediate), counted in decisions: 3 at 10 fps. At
+/// low frame rates a fixed count of frames would hold a faster link back
+/// for seconds, so it is time: at least one decision.
+const UP_PERSIST: Duration = Duration::from_millis(300);
 /// The bucket banks at least this many frames' worth of the per-frame budget.
 const BANK_FRAMES: f64 = 2.0;
 /// ... and at least this many `gain_min` frames, so a link too slow for
@@ -298,7 +300,8 @@ impl Planner {
             self.up_streak = 0;
         } else if f64::from(ideal) > f64::from(self.gain) * (1.0 + h) {
             self.up_streak += 1;
-            if self.up_streak >= UP_PERSIST {
+            let persist = (UP_PERSIST.as_secs_f64() * self.cfg.fps).round().max(1.0) as u32;
+            if self.up_streak >= persist {
                 self.gain = ideal;
                 self.up_streak = 0;
             }

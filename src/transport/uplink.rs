@@ -127,6 +127,11 @@ struct InFlight {
     capture_us: u64,
     len: usize,
     pkid: Option<u16>,
+    /// Handed to rumqttc: no bit of it can have left before this.
+    queued_at: Instant,
+    /// rumqttc's `Outgoing::Publish`, which it reports only once the whole
+    /// packet is in the socket: on a slow link, part of it may already have
+    /// crossed by then.
     sent_at: Option<Instant>,
     acked: bool,
     /// Kept for frames sent from memory, so a lost connection can spool them;
@@ -370,7 +375,8 @@ impl Uplink {
         self.in_flight.iter().map(|f| f.len as u64).sum()
     }
 
-    /// Bytes the link may hold at once: what the target rate moves within the latency bound.
+    /// Bytes the link may hold before one more frame: what the target rate
+    /// moves within the latency bound.
     fn window_bytes(&self) -> u64 {
         let kbps = self
             .controller
@@ -428,7 +434,12 @@ impl Uplink {
             let Some((layer, sequence, capture_us, bytes, from_spool)) = next else {
                 break;
             };
-            if busy > 0 && busy + bytes.len() as u64 > window {
+            // The window bounds what is already in flight; the next frame
+            // may always join it (the controller allows the same: the target
+            // over the latency bound, plus the frame just written). Counting
+            // the next frame too would make a link whose frames are a third
+            // of the window stop and wait for every ack.
+            if busy > window {
                 break;
             }
             if from_spool {
@@ -442,6 +453,7 @@ impl Uplink {
                 capture_us,
                 len: bytes.len(),
                 pkid: None,
+                queued_at: Instant::now(),
                 sent_at: None,
                 acked: false,
                 // Kept to spool again after a lost connection; aux frames never are.
@@ -582,9 +594,11 @@ impl Uplink {
         };
         f.acked = true;
         let (sent_at, len, capture_us) = (f.sent_at.unwrap_or(now), f.len, f.capture_us);
+        let queued_at = f.queued_at;
         let machine = f.layer == Layer::Machine;
         if let Ok(mut c) = self.controller.lock() {
             c.on_ack(now, sent_at, len);
+            c.on_delivered(now, queued_at, len);
         }
         // An aux frame of an older frame (`frame:<seq>`) would skew the latencies.
         if machine {

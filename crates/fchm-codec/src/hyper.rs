@@ -13,6 +13,14 @@
 //!        out = max(out, 0) if relu;  out = clamp(out, −2^23, 2^23−1)
 //! upsample2: nearest neighbour, each value into a 2×2 block
 //! ```
+//!
+//! The sums are computed in f64, which is exact here and vectorises where
+//! i64 multiplies do not: inputs and activations are integers below 2^23 in
+//! magnitude, weights below 2^7, so every product is an integer below 2^30,
+//! and with at most 1024·49 taps and |bias| <= 2^40 every partial sum stays an
+//! integer below 2^47 < 2^53. Such sums are exact in f64 in any order (with or
+//! without fused multiply-add), so the result is the i64 one on every CPU.
+//! The tests check it against a plain i64 implementation.
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -38,6 +46,8 @@ pub enum HyperError {
     Spec(String),
     #[error("hyper-synthesis input: expected {expected} channels, got {got}")]
     InputChannels { expected: usize, got: usize },
+    #[error("hyper-synthesis input: symbol {0} is outside ±2^23")]
+    InputRange(i32),
     #[error("hyper-synthesis input: {len} values do not fill a {c}x{h}x{w} tensor")]
     InputLength {
         len: usize,
@@ -83,9 +93,11 @@ struct Conv {
     cin: usize,
     cout: usize,
     k: usize,
-    /// Laid out `[cout][dy][dx][cin]` so the inner loop runs over contiguous input channels.
-    weight: Vec<i64>,
-    bias: Vec<i64>,
+    /// Laid out `[dy][dx][cin][cout]`: each input value scales one contiguous
+    /// row of weights into the output channels' sums, a loop with no
+    /// reduction that the compiler vectorises.
+    weight: Vec<f64>,
+    bias: Vec<f64>,
     shift: Vec<i32>,
     relu: bool,
 }
@@ -200,13 +212,13 @@ impl HyperSynthesis {
                     if let Some(b) = bias.iter().find(|b| b.abs() > 1 << 40) {
                         return Err(layer_err(n, format!("bias {b} too large")));
                     }
-                    // [cout][cin][dy][dx] -> [cout][dy][dx][cin]
-                    let mut w = vec![0i64; weight.len()];
+                    // [cout][cin][dy][dx] -> [dy][dx][cin][cout]
+                    let mut w = vec![0f64; weight.len()];
                     for o in 0..cout {
                         for i in 0..cin {
                             for t in 0..k * k {
-                                w[(o * k * k + t) * cin + i] =
-                                    weight[(o * cin + i) * k * k + t] as i64;
+                                w[(t * cin + i) * cout + o] =
+                                    f64::from(weight[(o * cin + i) * k * k + t]);
                             }
                         }
                     }
@@ -215,12 +227,28 @@ impl HyperSynthesis {
                         cout,
                         k,
                         weight: w,
-                        bias,
+                        // |bias| <= 2^40: exact in f64.
+                        bias: bias.iter().map(|&b| b as f64).collect(),
                         shift,
                         relu,
                     }));
                     channels = cout;
                 }
+            }
+        }
+        // A 1×1 convolution and its pointwise shift, ReLU and clamp commute
+        // with nearest-neighbour upsampling: run it before, on a quarter of
+        // the pixels. The result is the same, value for value.
+        let mut i = 1;
+        while i < layers.len() {
+            if matches!(layers[i - 1], Layer::Upsample2)
+                && matches!(&layers[i], Layer::Conv(c) if c.k == 1)
+            {
+                layers.swap(i - 1, i);
+                // It may pass an upsampling before this one too.
+                i = i.saturating_sub(1).max(1);
+            } else {
+                i += 1;
             }
         }
         if channels != 2 * spec.mean_channels || spec.mean_channels == 0 {
@@ -271,18 +299,24 @@ impl HyperSynthesis {
                 w,
             });
         }
+        if let Some(&v) = z
+            .iter()
+            .find(|&&v| !(ACT_MIN..=ACT_MAX).contains(&i64::from(v)))
+        {
+            return Err(HyperError::InputRange(v));
+        }
         // Work in HWC so each tap reads contiguous channels.
         let (mut hh, mut ww, mut cc) = (h, w, c);
-        let mut x: Vec<i64> = vec![0; h * w * c];
+        let mut x: Vec<f64> = vec![0.0; h * w * c];
         for ch in 0..c {
             for p in 0..h * w {
-                x[p * c + ch] = z[ch * h * w + p] as i64;
+                x[p * c + ch] = f64::from(z[ch * h * w + p]);
             }
         }
         for layer in &self.layers {
             match layer {
                 Layer::Upsample2 => {
-                    let mut up = vec![0i64; 4 * hh * ww * cc];
+                    let mut up = vec![0.0; 4 * hh * ww * cc];
                     for yy in 0..2 * hh {
                         for xx in 0..2 * ww {
                             let src = ((yy / 2) * ww + xx / 2) * cc;
@@ -307,8 +341,9 @@ impl HyperSynthesis {
         let top = self.levels as i64 - 1;
         for p in 0..plane {
             for ch in 0..m {
+                // Integers within ±2^23: the casts are exact.
                 mean_fixed[ch * plane + p] = x[p * cc + ch] as i32;
-                index[ch * plane + p] = x[p * cc + m + ch].clamp(0, top) as i32;
+                index[ch * plane + p] = (x[p * cc + m + ch] as i64).clamp(0, top) as i32;
             }
         }
         Ok(HyperOutput {
@@ -324,42 +359,50 @@ impl HyperSynthesis {
 
 impl Conv {
     /// `x` is HWC with `cin` channels; returns HWC with `cout` channels.
-    fn apply(&self, x: &[i64], h: usize, w: usize) -> Vec<i64> {
+    fn apply(&self, x: &[f64], h: usize, w: usize) -> Vec<f64> {
         let (k, cin, cout) = (self.k, self.cin, self.cout);
-        let pad = (k / 2) as isize;
-        let mut out = vec![0i64; h * w * cout];
+        let pad = k / 2;
+        let mut out = vec![0.0; h * w * cout];
+        let mut acc = vec![0.0; cout];
         for y in 0..h {
             for xx in 0..w {
-                let o_base = (y * w + xx) * cout;
-                for o in 0..cout {
-                    let mut acc = self.bias[o];
-                    for dy in 0..k {
-                        let sy = y as isize + dy as isize - pad;
-                        if sy < 0 || sy >= h as isize {
+                acc.copy_from_slice(&self.bias);
+                for dy in 0..k {
+                    let Some(sy) = (y + dy).checked_sub(pad).filter(|&s| s < h) else {
+                        continue;
+                    };
+                    for dx in 0..k {
+                        let Some(sx) = (xx + dx).checked_sub(pad).filter(|&s| s < w) else {
                             continue;
-                        }
-                        for dx in 0..k {
-                            let sx = xx as isize + dx as isize - pad;
-                            if sx < 0 || sx >= w as isize {
+                        };
+                        let src = &x[(sy * w + sx) * cin..][..cin];
+                        let taps = &self.weight[(dy * k + dx) * cin * cout..][..cin * cout];
+                        for (&v, row) in src.iter().zip(taps.chunks_exact(cout)) {
+                            // ReLU leaves many zeros; skipping them changes no sum.
+                            if v == 0.0 {
                                 continue;
                             }
-                            let src = &x[(sy as usize * w + sx as usize) * cin..][..cin];
-                            let wt = &self.weight[(o * k * k + dy * k + dx) * cin..][..cin];
-                            acc += src.iter().zip(wt).map(|(a, b)| a * b).sum::<i64>();
+                            for (a, &wt) in acc.iter_mut().zip(row) {
+                                *a += v * wt;
+                            }
                         }
                     }
+                }
+                let o_base = (y * w + xx) * cout;
+                for (o, &sum) in acc.iter().enumerate() {
+                    // An integer below 2^47 (module docs): the cast is exact.
+                    let sum = sum as i64;
                     let s = self.shift[o];
                     let mut v = if s > 0 {
-                        (acc + (1i64 << (s - 1))) >> s
+                        (sum + (1i64 << (s - 1))) >> s
                     } else {
-                        // |acc| < 2^47 (24-bit inputs, int8 weights, <= 2^16 taps), so a
-                        // left shift of at most 16 stays inside i64.
-                        acc << -s
+                        // |sum| < 2^47, so a left shift of at most 16 stays inside i64.
+                        sum << -s
                     };
                     if self.relu {
                         v = v.max(0);
                     }
-                    out[o_base + o] = v.clamp(ACT_MIN, ACT_MAX);
+                    out[o_base + o] = v.clamp(ACT_MIN, ACT_MAX) as f64;
                 }
             }
         }
@@ -418,6 +461,141 @@ mod tests {
         let net = HyperSynthesis::from_json(&spec(w, vec![0, 0], vec![0, 0], true)).unwrap();
         let out = net.run(&[1, 1, 1, 1], 2, 2).unwrap();
         assert!(out.mean_fixed.iter().all(|&m| m == 4));
+    }
+
+    /// The module docs' semantics in plain i64, CHW, for random networks.
+    fn reference(spec: &serde_json::Value, z: &[i32], mut h: usize, mut w: usize) -> Vec<i64> {
+        let mut c = spec["in_channels"].as_u64().unwrap() as usize;
+        let mut x: Vec<i64> = z.iter().map(|&v| i64::from(v)).collect();
+        for l in spec["layers"].as_array().unwrap() {
+            let get = |k: &str| l[k].as_array().unwrap().iter().map(|v| v.as_i64().unwrap());
+            if l["op"] == "upsample2" {
+                let mut up = vec![0; 4 * c * h * w];
+                for ch in 0..c {
+                    for y in 0..2 * h {
+                        for xx in 0..2 * w {
+                            up[(ch * 2 * h + y) * 2 * w + xx] = x[(ch * h + y / 2) * w + xx / 2];
+                        }
+                    }
+                }
+                (x, h, w) = (up, 2 * h, 2 * w);
+                continue;
+            }
+            let (k, cout) = (
+                l["k"].as_u64().unwrap() as i64,
+                l["cout"].as_u64().unwrap() as usize,
+            );
+            let (wt, bias, shift): (Vec<i64>, Vec<i64>, Vec<i64>) = (
+                get("weight").collect(),
+                get("bias").collect(),
+                get("shift").collect(),
+            );
+            let mut out = vec![0; cout * h * w];
+            for o in 0..cout {
+                for y in 0..h as i64 {
+                    for xx in 0..w as i64 {
+                        let mut acc = bias[o];
+                        for i in 0..c {
+                            for dy in 0..k {
+                                for dx in 0..k {
+                                    let (sy, sx) = (y + dy - k / 2, xx + dx - k / 2);
+                                    if sy < 0 || sx < 0 || sy >= h as i64 || sx >= w as i64 {
+                                        continue;
+                                    }
+                                    let wi = ((o * c + i) as i64 * k + dy) * k + dx;
+                                    acc += wt[wi as usize]
+                                        * x[(i * h + sy as usize) * w + sx as usize];
+                                }
+                            }
+                        }
+                        let s = shift[o];
+                        let mut v = if s > 0 {
+                            (acc + (1 << (s - 1))) >> s
+                        } else {
+                            acc << -s
+                        };
+                        if l["relu"].as_bool().unwrap() {
+                            v = v.max(0);
+                        }
+                        out[(o * h + y as usize) * w + xx as usize] = v.clamp(ACT_MIN, ACT_MAX);
+                    }
+                }
+            }
+            (x, c) = (out, cout);
+        }
+        x
+    }
+
+    #[test]
+    fn equals_plain_i64_arithmetic_on_random_networks_at_the_extremes() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (rng >> 33) % n
+        };
+        for case in 0..40 {
+            let c0 = 1 + next(6) as usize;
+            let mean = 1 + next(4) as usize;
+            let mut layers = vec![];
+            let mut c = c0;
+            for n in 0..3 {
+                let last = n == 2;
+                let cout = if last { 2 * mean } else { 1 + next(9) as usize };
+                let k = [1, 3, 5, 7][next(4) as usize];
+                // Mostly extreme weights and inputs, so sums reach 2^40 and beyond.
+                let weight: Vec<i64> = (0..cout * c * k * k)
+                    .map(|_| {
+                        if next(3) == 0 {
+                            next(255) as i64 - 127
+                        } else {
+                            [-127, 127][next(2) as usize]
+                        }
+                    })
+                    .collect();
+                let bias: Vec<i64> = (0..cout)
+                    .map(|_| next(1 << 41) as i64 - (1 << 40))
+                    .collect();
+                let shift: Vec<i64> = (0..cout).map(|_| next(40) as i64 - 16).collect();
+                layers.push(
+                    serde_json::json!({"op": "conv", "cin": c, "cout": cout, "k": k,
+                    "weight": weight, "bias": bias, "shift": shift, "relu": next(2) == 0 && !last}),
+                );
+                for _ in 0..[1, 0, 2][(n + next(2) as usize) % 3] {
+                    layers.push(serde_json::json!({"op": "upsample2"}));
+                }
+                c = cout;
+            }
+            let spec = serde_json::json!({"format": "fchm-intnet/1", "in_channels": c0,
+                "layers": layers, "mean_channels": mean, "mean_frac_bits": 4, "levels": 64});
+            let net = HyperSynthesis::from_json(&spec.to_string()).unwrap();
+            let (h, w) = (1 + next(5) as usize, 1 + next(5) as usize);
+            let z: Vec<i32> = (0..c0 * h * w)
+                .map(|_| match next(3) {
+                    0 => next(1 << 24) as i32 - (1 << 23),
+                    1 => [-(1 << 23), (1 << 23) - 1][next(2) as usize],
+                    _ => next(21) as i32 - 10,
+                })
+                .collect();
+            let out = net.run(&z, h, w).unwrap();
+            let want = reference(&spec, &z, h, w);
+            let plane = out.height * out.width;
+            assert_eq!(want.len(), 2 * mean * plane, "case {case}");
+            let want_mean: Vec<i32> = want[..mean * plane].iter().map(|&v| v as i32).collect();
+            let want_index: Vec<i32> = want[mean * plane..]
+                .iter()
+                .map(|&v| v.clamp(0, 63) as i32)
+                .collect();
+            assert_eq!(out.mean_fixed, want_mean, "case {case}: means");
+            assert_eq!(out.index, want_index, "case {case}: indices");
+        }
+        let net =
+            HyperSynthesis::from_json(&spec(vec![0; 18], vec![0, 0], vec![0, 0], false)).unwrap();
+        assert_eq!(
+            net.run(&[0, 0, 1 << 23, 0], 2, 2),
+            Err(HyperError::InputRange(1 << 23))
+        );
     }
 
     #[test]
