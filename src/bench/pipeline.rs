@@ -69,9 +69,7 @@ pub async fn run(
     let mut o = MqttOptions::new("bench-pipeline-observer", "127.0.0.1", broker.addr.port());
     o.set_max_packet_size(16 << 20, 16 << 20);
     let (client, mut events) = AsyncClient::new(o, 16);
-    client
-        .subscribe("fchm/bench-pipeline/stats", QoS::AtMostOnce)
-        .await?;
+    client.subscribe("fchm/+/stats", QoS::AtMostOnce).await?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
     tokio::spawn(async move {
         while let Ok(ev) = events.poll().await {
@@ -128,10 +126,13 @@ async fn run_daemon(
     std::fs::create_dir_all(work)?;
     let config = work.join("fchmd.toml");
     let fps = fps.clamp(1.0, 120.0);
+    // Each run its own device: stats the previous daemon sent while it
+    // stopped may still be on their way.
+    let device = format!("bench-pipeline-lean-{lean_memory}");
     std::fs::write(
         &config,
         format!(
-            "device_id = \"bench-pipeline\"\nbundle = \"{}\"\n[source]\nspec = \"test-scene\"\nfps = {fps:.2}\n\
+            "device_id = \"{device}\"\nbundle = \"{}\"\n[source]\nspec = \"test-scene\"\nfps = {fps:.2}\n\
              [mqtt]\nbroker = \"mqtt://{}\"\n[rate]\nmode = \"gain\"\ngain = 8.0\n\
              [spool]\ndir = \"{}\"\nfsync = false\n[stats]\ninterval_s = 2.0\n[log]\ntarget = \"stderr\"\nlevel = \"warn\"\n\
              [pipeline]\nlean_memory = {lean_memory}\n",
@@ -141,8 +142,6 @@ async fn run_daemon(
         ),
     )
     .with_context(|| format!("writing {}", config.display()))?;
-    // Stats a previous daemon left in the channel are not this one's.
-    while rx.try_recv().is_ok() {}
     let child = spawn_daemon(fchmd, &config, &work.join("fchmd.log"))?;
     let pid = child.id();
     // Skip intervals until frames flow (models load, session comes up), then measure.
@@ -154,6 +153,9 @@ async fn run_daemon(
         let Ok(Some(v)) = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await else {
             continue;
         };
+        if v["device"] != device.as_str() {
+            continue;
+        }
         if v["fps"]["encoded"].as_f64().unwrap_or(0.0) > 0.0 {
             flowing += 1;
             // The first flowing interval includes start-up.

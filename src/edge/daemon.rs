@@ -214,6 +214,15 @@ struct EncoderCtx {
 /// The uplink is gone: the encoder stops.
 struct Gone;
 
+/// Closes the capture queue when dropped, on unwinding too.
+struct CloseOnDrop<'a>(&'a DropOldest<Captured>);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// A captured frame and its features (the gain-independent analysis), on
 /// its way from the analysis thread to the coder.
 struct Analysed {
@@ -257,6 +266,16 @@ impl EncoderCtx {
         target: f64,
         now: Instant,
     ) -> Result<Option<Features>, Gone> {
+        // A frame the front failed on is an encode error whatever the
+        // planner would have said; it reserves no budget.
+        let features = match features {
+            Ok(f) => f,
+            Err(e) => {
+                self.counters.encode_errors.fetch_add(1, Relaxed);
+                log::error!(sequence = frame.sequence; "analysis failed: {e}");
+                return Ok(None);
+            }
+        };
         let decision = {
             let mut p = lock(&self.planner);
             // While aux goes with every frame, the machine layer plans for its share.
@@ -275,9 +294,8 @@ impl EncoderCtx {
             sequence: frame.sequence,
             timestamp_us: frame.capture_us,
         };
-        let coded = features.and_then(|f| encoder.encode(&f, gain, meta).map(|e| (f, e)));
-        let (features, encoded) = match coded {
-            Ok(x) => x,
+        let encoded = match encoder.encode(&features, gain, meta) {
+            Ok(e) => e,
             Err(e) => {
                 self.counters.encode_errors.fetch_add(1, Relaxed);
                 log::error!(sequence = frame.sequence; "encode failed: {e}");
@@ -370,10 +388,11 @@ impl EncoderCtx {
                 None
             }
         });
-        // One analysed frame waits here at most: when the coder is behind,
-        // frames pile up (and the oldest are dropped, counted) in the
-        // capture queue, not in between.
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        // A rendezvous: the analysis thread holds at most one analysed
+        // frame until the coder takes it. When the coder is behind, frames
+        // pile up (and the oldest are dropped, counted) in the capture
+        // queue, not in between.
+        let (tx, rx) = std::sync::mpsc::sync_channel(0);
         std::thread::scope(|s| {
             let analysis = std::thread::Builder::new()
                 .name("analysis".into())
@@ -382,10 +401,11 @@ impl EncoderCtx {
                 log::error!("cannot start the analysis thread: {e}");
                 return;
             }
+            // However the coder stops (the uplink is gone, the source
+            // ended, or a panic), release the analysis thread from its wait
+            // for frames, or the scope would wait for the next capture.
+            let _close = CloseOnDrop(&self.queue);
             self.code(&encoder, aux_encoder.as_ref(), rx);
-            // The coder stopped (the uplink is gone, or the source ended):
-            // release the analysis thread from its wait for frames.
-            self.queue.close();
         });
     }
 

@@ -199,7 +199,15 @@ impl Aimd {
         proven_bps: Option<f64>,
         now: Instant,
     ) {
-        let lift = proven_bps.map(|p| FLOOR_SHARE * p);
+        // One frame proves what the link carried during its burst, which a
+        // shaper with a large bucket (LTE, cable "boost") lets through far
+        // above the rate it sustains: the jump goes at most to the same
+        // multiple of the goodput as any increase, so such a link costs a
+        // few doublings, not one leap to the burst rate.
+        let lift = proven_bps.map(|p| {
+            let lift = FLOOR_SHARE * p;
+            goodput_bps.map_or(lift, |g| lift.min(HEADROOM * g + HEADROOM_SLACK_BPS))
+        });
         if let Some(lift) = lift.filter(|&l| l > self.target_bps) {
             // The link has shown it carries more: jump there. The jump is
             // this step's increase; a ramp that kept accelerating on top of

@@ -537,6 +537,30 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_proof_lifts_no_further_than_twice_the_goodput() {
+        // A shaper with a large bucket lets every 100 kbit frame through in
+        // 4 ms (25 Mbit/s) although it sustains far less: the proof is
+        // real for the burst only, so the target may not leap past twice
+        // what the acks show.
+        let t0 = Instant::now();
+        let mut c = Controller::new(cfg());
+        for i in 0..10u32 {
+            let sent = t0 + 100 * MS * i;
+            let bytes = 12_500;
+            c.on_sent(sent, bytes);
+            let acked = sent + 44 * MS;
+            c.on_ack(acked, sent, bytes);
+            c.on_delivered(acked, sent, bytes);
+            let target = c.update(acked);
+            assert!(
+                target <= 2.0 * c.goodput_kbps() + 10.0 + 1e-6 || target <= 1_000.0,
+                "frame {i}: target {target:.0} kbit/s on a goodput of {:.0}",
+                c.goodput_kbps()
+            );
+        }
+    }
+
+    #[test]
     fn a_cut_forgets_the_proof_from_before_it() {
         let t0 = Instant::now();
         let mut c = Controller::new(cfg());

@@ -93,7 +93,10 @@
 //! `bits / RTT` of that frame, whatever the propagation delay or queue. The
 //! largest such bound of the last two seconds (frames written since the last
 //! decrease only) is a floor under the link's capacity, and while the rate may
-//! increase the target is lifted to 90 % of it at once. This is what finds a
+//! increase the target is lifted to 90 % of it at once — but no higher than
+//! twice the goodput: one frame proves only what its burst got through, and
+//! a shaper with a large bucket (LTE, cable) passes bursts far above the
+//! rate it sustains. This is what finds a
 //! link that got much faster in a few frames: camera frames are bursts, so
 //! each one measures the link the way a WebRTC probe cluster would. A frame's
 //! clock starts when it is handed to the MQTT client, not at rumqttc's

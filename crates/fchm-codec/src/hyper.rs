@@ -191,7 +191,7 @@ impl HyperSynthesis {
                             format!("{} weights, expected {}", weight.len(), cout * cin * k * k),
                         ));
                     }
-                    if let Some(w) = weight.iter().find(|w| w.abs() > WEIGHT_MAX) {
+                    if let Some(w) = weight.iter().find(|w| w.unsigned_abs() > WEIGHT_MAX as u32) {
                         return Err(layer_err(n, format!("weight {w} outside int8")));
                     }
                     if bias.len() != cout || shift.len() != cout {
@@ -209,7 +209,7 @@ impl HyperSynthesis {
                             format!("shift {s} outside {MIN_SHIFT}..={MAX_SHIFT}"),
                         ));
                     }
-                    if let Some(b) = bias.iter().find(|b| b.abs() > 1 << 40) {
+                    if let Some(b) = bias.iter().find(|b| b.unsigned_abs() > 1 << 40) {
                         return Err(layer_err(n, format!("bias {b} too large")));
                     }
                     // [cout][cin][dy][dx] -> [dy][dx][cin][cout]
@@ -605,6 +605,12 @@ mod tests {
             HyperSynthesis::from_json(&bad_weight),
             Err(HyperError::Layer { layer: 0, .. })
         ));
+        // i32::MIN / i64::MIN have no positive counterpart: still refused.
+        let mut w_min = vec![0; 18];
+        w_min[0] = i32::MIN;
+        assert!(HyperSynthesis::from_json(&spec(w_min, vec![0, 0], vec![0, 0], false)).is_err());
+        let b_min = spec(vec![0; 18], vec![i64::MIN, 0], vec![0, 0], false);
+        assert!(HyperSynthesis::from_json(&b_min).is_err());
         let short = spec(vec![0; 17], vec![0, 0], vec![0, 0], false);
         assert!(HyperSynthesis::from_json(&short).is_err());
         let format = spec(vec![0; 18], vec![0, 0], vec![0, 0], false).replace("fchm-intnet/1", "x");
