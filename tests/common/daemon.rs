@@ -80,6 +80,12 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// Start with `extra` lines appended to the configuration (e.g. a
+    /// second listener).
+    pub fn start_with(extra: &str) -> Self {
         need(MOSQUITTO, "mosquitto");
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
@@ -89,7 +95,7 @@ impl Mosquitto {
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
                  persistence_location {}/\nautosave_interval 1\nmax_queued_messages 100000\n\
-                 log_dest file {}/mosquitto.log\n",
+                 log_dest file {}/mosquitto.log\n{extra}",
                 dir.path().display(),
                 dir.path().display()
             ),
@@ -165,13 +171,24 @@ impl Daemon {
     /// Start with a config of `extra` TOML appended to the test defaults
     /// (test scene at `fps`, stderr logs, a spool in the work folder).
     pub fn start(device: &str, broker_url: &str, bundle: &Path, body: &str) -> Self {
+        Self::start_with_mqtt(device, broker_url, bundle, body, "")
+    }
+
+    /// The same with `mqtt` lines added to the `[mqtt]` section (TLS files).
+    pub fn start_with_mqtt(
+        device: &str,
+        broker_url: &str,
+        bundle: &Path,
+        body: &str,
+        mqtt: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let conf = dir.path().join("fchmd.toml");
         std::fs::write(
             &conf,
             format!(
                 "device_id = \"{device}\"\nbundle = \"{}\"\n{body}\n\
-                 [mqtt]\nbroker = \"{broker_url}\"\nkeep_alive_s = 5\nreconnect_min_ms = 200\nreconnect_max_ms = 2000\n\
+                 [mqtt]\nbroker = \"{broker_url}\"\nkeep_alive_s = 5\nreconnect_min_ms = 200\nreconnect_max_ms = 2000\n{mqtt}\n\
                  [spool]\ndir = \"{}/spool\"\n[log]\ntarget = \"stderr\"\nlevel = \"info\"\n",
                 bundle.display(),
                 dir.path().display()
