@@ -14,19 +14,13 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::daemon::{free_port, Daemon, Mosquitto, Sub};
+use common::run_ok;
 use fchm::core::container::FrameRef;
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut c = Command::new("openssl");
+    c.current_dir(dir).args(args);
+    run_ok(c);
 }
 
 /// A CA (`ca.pem`) and, signed by it, `server.pem`/`server.key` for
@@ -118,21 +112,25 @@ fn frames_cross_a_tls_listener_that_requires_client_certificates() {
         c("server.key")
     ));
     let url = format!("mqtts://127.0.0.1:{tls_port}");
+    // A daemon trusting the CA in `ca`, with the client certificate.
+    let start = |device: &str, ca: &str| {
+        Daemon::start_with_mqtt(
+            device,
+            &url,
+            &bundle,
+            "[source]\nspec = \"test-scene\"\nfps = 2.0\n[rate]\nmode = \"gain\"\ngain = 2.0",
+            &format!(
+                "ca_file = \"{}\"\nclient_cert_file = \"{}\"\nclient_key_file = \"{}\"",
+                c(ca),
+                c("client.pem"),
+                c("client.key")
+            ),
+        )
+    };
 
     // The trusted daemon: frames arrive on the plain listener's observer.
     let feat = Sub::start(broker.port, "fchm/tls-cam/feat", &[]);
-    let mut daemon = Daemon::start_with_mqtt(
-        "tls-cam",
-        &url,
-        &bundle,
-        "[source]\nspec = \"test-scene\"\nfps = 2.0\n[rate]\nmode = \"gain\"\ngain = 2.0",
-        &format!(
-            "ca_file = \"{}\"\nclient_cert_file = \"{}\"\nclient_key_file = \"{}\"",
-            c("ca.pem"),
-            c("client.pem"),
-            c("client.key")
-        ),
-    );
+    let mut daemon = start("tls-cam", "ca.pem");
     let mut frames = 0;
     while frames < 3 {
         let m = feat
@@ -150,18 +148,7 @@ fn frames_cross_a_tls_listener_that_requires_client_certificates() {
 
     // A daemon that trusts another CA never completes the handshake.
     let feat = Sub::start(broker.port, "fchm/tls-stranger/feat", &[]);
-    let mut stranger = Daemon::start_with_mqtt(
-        "tls-stranger",
-        &url,
-        &bundle,
-        "[source]\nspec = \"test-scene\"\nfps = 2.0\n[rate]\nmode = \"gain\"\ngain = 2.0",
-        &format!(
-            "ca_file = \"{}\"\nclient_cert_file = \"{}\"\nclient_key_file = \"{}\"",
-            c("other-ca.pem"),
-            c("client.pem"),
-            c("client.key")
-        ),
-    );
+    let mut stranger = start("tls-stranger", "other-ca.pem");
     assert!(
         feat.next(Duration::from_secs(8)).is_none(),
         "a frame crossed TLS to a broker the daemon must not trust"

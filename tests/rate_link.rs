@@ -32,8 +32,8 @@ fn auto_rate_follows_a_stepping_link() {
     let log = std::fs::read_to_string(setup.workdir.join("fchmd.log")).unwrap_or_default();
     for s in &r.steps {
         // Settling time and utilisation vary run to run on a shared machine
-        // (printed above; here 0.4-0.6 s, 2.6-3.8 s and 2.3-2.6 s, with
-        // 79-96 % utilisation). The bounds leave room for a loaded CI
+        // (printed above; in one run here 0.6 s, 3.8 s and 2.6 s,
+        // with 79-94 % utilisation). The bounds leave room for a loaded CI
         // machine; a fixed rate never settles after the 5x drop or the 10x
         // rise at all.
         let c = s.capacity_kbps;

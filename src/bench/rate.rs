@@ -314,14 +314,13 @@ pub async fn run(setup: &DaemonSetup, sc: &Scenario, broker: SocketAddr) -> Resu
             }
         };
         // Settled from the start of the first interval after which every interval is in band.
-        let mut settle_at = None;
-        for (i, x) in inside.iter().enumerate() {
-            if (i..inside.len()).all(|j| percent_band(per_frame(j), s.kbps)) {
-                let interval = x.stats["interval_s"].as_f64().unwrap_or(1.0);
-                settle_at = Some((x.at.as_secs_f64() - interval).max(t_begin));
-                break;
-            }
-        }
+        let first_settled = (0..inside.len())
+            .rposition(|i| !percent_band(per_frame(i), s.kbps))
+            .map_or(0, |i| i + 1);
+        let settle_at = inside.get(first_settled).map(|x| {
+            let interval = x.stats["interval_s"].as_f64().unwrap_or(1.0);
+            (x.at.as_secs_f64() - interval).max(t_begin)
+        });
         let from = settle_at.unwrap_or(t_begin);
         let settled: Vec<&&Sample> = inside
             .iter()

@@ -73,9 +73,9 @@ impl AckedRate {
 const FLOOR_WINDOW: Duration = Duration::from_secs(2);
 
 /// The speed the link has proven: every bit of an acked frame crossed the
-/// bottleneck between its write and its PUBACK, so the link carries at least
-/// `bits / RTT` — whatever the propagation delay or queue, which only make
-/// the bound lower. The largest bound of the last [`FLOOR_WINDOW`], counting
+/// bottleneck between its hand-over to the MQTT client and its PUBACK, so
+/// the link carries at least `bits` over that time — whatever the
+/// propagation delay or queue, which only make the bound lower. The largest bound of the last [`FLOOR_WINDOW`], counting
 /// only frames written after [`DeliveryFloor::restart`] (a cut says the link
 /// may have got slower since).
 ///
@@ -90,15 +90,16 @@ pub(crate) struct DeliveryFloor {
 }
 
 impl DeliveryFloor {
-    pub fn on_ack(&mut self, now: Instant, sent_at: Instant, bits: u64) {
-        if self.since.is_some_and(|s| sent_at < s) {
+    /// `bits` were handed over at `handed` and acked at `now`.
+    pub fn on_ack(&mut self, now: Instant, handed: Instant, bits: u64) {
+        if self.since.is_some_and(|s| handed < s) {
             return;
         }
-        let rtt = now.saturating_duration_since(sent_at).as_secs_f64();
-        if rtt <= 0.0 {
+        let took = now.saturating_duration_since(handed).as_secs_f64();
+        if took <= 0.0 {
             return;
         }
-        let bps = bits as f64 / rtt;
+        let bps = bits as f64 / took;
         while self.bounds.back().is_some_and(|&(_, b)| b <= bps) {
             self.bounds.pop_back();
         }

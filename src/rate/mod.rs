@@ -89,21 +89,21 @@
 //!   padding traffic the MQTT uplink does not have.
 //!
 //! **Proven speed.** Every bit of an acked frame crossed the bottleneck
-//! between its write and its PUBACK, so the link carries at least
-//! `bits / RTT` of that frame, whatever the propagation delay or queue. The
-//! largest such bound of the last two seconds (frames written since the last
-//! decrease only) is a floor under the link's capacity, and while the rate may
-//! increase the target is lifted to 90 % of it at once — but no higher than
-//! twice the goodput: one frame proves only what its burst got through, and
-//! a shaper with a large bucket (LTE, cable) passes bursts far above the
-//! rate it sustains. This is what finds a
+//! between the frame's hand-over to the MQTT client and its PUBACK, so the
+//! link carries at least its bits over that time, whatever the propagation
+//! delay or queue. (The hand-over, not rumqttc's `Outgoing::Publish`, which
+//! comes only once the whole packet is in the socket: on a slow link, after
+//! much of it has crossed.) The largest such bound of the last two seconds
+//! (frames handed over since the last decrease only) is a floor under the
+//! link's capacity. While the rate may increase, the target is lifted to
+//! 90 % of it at once, but no higher than twice the goodput: one frame
+//! proves only what its burst got through, and a shaper with a large bucket
+//! (LTE, cable) passes bursts far above the rate it sustains. This finds a
 //! link that got much faster in a few frames: camera frames are bursts, so
-//! each one measures the link the way a WebRTC probe cluster would. A frame's
-//! clock starts when it is handed to the MQTT client, not at rumqttc's
-//! `Outgoing::Publish`, which comes only once the whole packet is in the
-//! socket (on a slow link, after much of it has crossed). Once a floor is
-//! known, the accelerating ramp leads it (or the goodput) by at most 20 %:
-//! at a few frames per second the delay shows an overshoot a second late.
+//! each one measures the link the way a WebRTC probe cluster would. Once a
+//! floor is known, the accelerating ramp leads it (or the goodput) by at
+//! most 20 %: at a few frames per second the delay shows an overshoot a
+//! second late.
 //!
 //! Increases never take the target past twice the goodput (+10 kbit/s)
 //! unless the proven speed lifts it; the target stays within
