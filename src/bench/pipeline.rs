@@ -13,7 +13,13 @@ use crate::model::bundle::{Bundle, Role};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PipelineReport {
-    /// Median ms per frame of front + vfcn_enc + vfcn_hyper_enc in tract.
+    /// Median ms per frame of front + vfcn_enc + vfcn_hyper_enc in tract,
+    /// timed before the daemon runs and again after.
+    pub bare_ms_before: f64,
+    pub bare_ms_after: f64,
+    /// The faster of the two, which every ratio divides by: on a shared
+    /// machine a slow spell during one timing would otherwise flatter the
+    /// daemon.
     pub bare_ms: f64,
     pub bare_fps: f64,
     /// The daemon with `pipeline.lean_memory` on (the default), then off.
@@ -53,17 +59,7 @@ pub async fn run(
     seconds: f64,
     runs: usize,
 ) -> Result<PipelineReport> {
-    let bundle = Bundle::load(bundle_dir, Role::Edge)?;
-    let g = &bundle.graphs;
-    let mut bare_ms = 0.0;
-    for (key, graph) in [
-        ("front", &g.front),
-        ("vfcn_enc", &g.vfcn_enc),
-        ("vfcn_hyper_enc", &g.vfcn_hyper_enc),
-    ] {
-        bare_ms += super::time_graph(bundle.require(graph, key)?, runs)?;
-    }
-    drop(bundle);
+    let bare_ms_before = time_bare(bundle_dir, runs)?;
 
     let broker = crate::transport::broker::start("127.0.0.1:0".parse()?, 16 << 20)?;
     let mut o = MqttOptions::new("bench-pipeline-observer", "127.0.0.1", broker.addr.port());
@@ -81,8 +77,8 @@ pub async fn run(
         }
     });
 
-    let bare_fps = 1000.0 / bare_ms;
-    let mut runs = Vec::new();
+    let bare_fps = 1000.0 / bare_ms_before;
+    let mut daemons = Vec::new();
     for lean_memory in [true, false] {
         let (encoded_fps, sent_fps, peak_rss_mb) = run_daemon(
             fchmd,
@@ -95,19 +91,43 @@ pub async fn run(
             &mut rx,
         )
         .await?;
-        runs.push(DaemonRun {
+        daemons.push(DaemonRun {
             lean_memory,
             encoded_fps,
             sent_fps,
-            ratio: encoded_fps / bare_fps,
+            ratio: 0.0,
             peak_rss_mb,
         });
     }
+    let bare_ms_after = time_bare(bundle_dir, runs)?;
+    let bare_ms = bare_ms_before.min(bare_ms_after);
+    let bare_fps = 1000.0 / bare_ms;
+    for d in &mut daemons {
+        d.ratio = d.encoded_fps / bare_fps;
+    }
     Ok(PipelineReport {
+        bare_ms_before,
+        bare_ms_after,
         bare_ms,
         bare_fps,
-        runs,
+        runs: daemons,
     })
+}
+
+/// Median ms per frame of the edge graphs in tract, one after the other on
+/// this thread.
+fn time_bare(bundle_dir: &Path, runs: usize) -> Result<f64> {
+    let bundle = Bundle::load(bundle_dir, Role::Edge)?;
+    let g = &bundle.graphs;
+    let mut ms = 0.0;
+    for (key, graph) in [
+        ("front", &g.front),
+        ("vfcn_enc", &g.vfcn_enc),
+        ("vfcn_hyper_enc", &g.vfcn_hyper_enc),
+    ] {
+        ms += super::time_graph(bundle.require(graph, key)?, runs)?;
+    }
+    Ok(ms)
 }
 
 /// Run the daemon on the test scene at `fps` against `broker`; its mean

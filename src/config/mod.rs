@@ -259,8 +259,9 @@ pub struct PipelineConfig {
     /// latency. Default: 2.
     pub queue_frames: usize,
     /// Give the models' per-frame buffers back to the system as soon as they
-    /// are freed (a fixed glibc mmap threshold) rather than keeping them in
-    /// the allocator's arenas: a much lower peak RSS for some speed, which
+    /// are freed (a fixed glibc mmap threshold, and huge-page mappings of
+    /// their own for the big ones: `edge::memory`) rather than keeping them
+    /// in the allocator's arenas: a much lower peak RSS, which
     /// `fchm bench pipeline` measures both ways. Default: true.
     pub lean_memory: bool,
 }

@@ -3,7 +3,7 @@
 pub mod aux;
 mod control;
 mod daemon;
-mod memory;
+pub mod memory;
 mod queue;
 mod stats;
 
