@@ -9,7 +9,7 @@
 //! repeats of each other.
 //!
 //! The configuration is the daemon's default: 10 fps, 100..8000 kbit/s,
-//! start at 1000 kbit/s, 500 ms latency bound, hysteresis 0.1; one scenario
+//! start at 1000 kbit/s, 500 ms latency bound, the daemon's hysteresis; one scenario
 //! runs at the 3 fps of `fchm bench rate`.
 //!
 //! `cargo test --test rate_sim -- --nocapture` prints a per-second trace and
@@ -157,7 +157,7 @@ impl Sim {
                     fps,
                     gain_min: 1.0,
                     gain_max: 64.0,
-                    hysteresis: 0.1,
+                    hysteresis: fchm::rate::HYSTERESIS,
                 },
                 model(),
                 Mode::Auto,

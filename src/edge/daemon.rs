@@ -536,7 +536,7 @@ async fn run_async(cfg: Config) -> Result<()> {
             fps,
             gain_min: ivn.gain_min,
             gain_max: ivn.gain_max,
-            hysteresis: 0.1,
+            hysteresis: crate::rate::HYSTERESIS,
         },
         model,
         settings.planner_mode(),

@@ -28,16 +28,18 @@ const LARGE: usize = 256 * 1024;
 const HUGE_PAGE: usize = 2 << 20;
 
 /// Blocks of this size and above get a huge-page mapping of their own,
-/// rounded up to whole huge pages. Below a megabyte the rounding would waste
-/// more than it saves; `fchm bench pipeline` ran 2 MiB, 1 MiB and 512 KiB
-/// and found 1 MiB as fast as 512 KiB.
+/// rounded up to whole huge pages (a 1 MiB buffer holds 2 MiB once touched).
+/// In one `fchm bench pipeline` run each, 1 MiB and 512 KiB were alike and
+/// 2 MiB slower.
 const HUGE_MIN: usize = 1 << 20;
 
 /// Huge-page blocks alive at once; beyond this, blocks come from glibc.
 /// One frame in flight holds a few dozen at most.
 const HUGE_SLOTS: usize = 128;
 
-static LEAN: AtomicBool = AtomicBool::new(false);
+/// Whether big blocks get huge-page mappings: `lean_memory` is on and the
+/// kernel has usable transparent huge pages.
+static HUGE_ON: AtomicBool = AtomicBool::new(false);
 
 /// The addresses of the live huge-page blocks (0 = free slot). `dealloc`
 /// finds its block here, so a block allocated before [`configure`] (from
@@ -57,16 +59,37 @@ pub fn configure(lean: bool) {
         }
     }
     if lean {
-        match std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled") {
-            Ok(s) if s.contains("[never]") => log::warn!(
-                "transparent huge pages are off (never): lean_memory will fault in \
-                 every 4 KiB page of each activation buffer, each frame, which costs \
-                 throughput; set it to madvise, or pipeline.lean_memory = false"
+        match huge_pages() {
+            Ok(()) => HUGE_ON.store(true, Ordering::Release),
+            Err(why) => log::warn!(
+                "{why}: lean_memory will fault in every 4 KiB page of each activation \
+                 buffer, each frame, which costs throughput; enable THP (always or \
+                 madvise), or set pipeline.lean_memory = false if memory allows"
             ),
-            _ => {}
         }
     }
-    LEAN.store(lean, Ordering::Release);
+}
+
+/// Whether this kernel gives 2 MiB transparent huge pages to a mapping that
+/// asks for them; why not, if it does not.
+fn huge_pages() -> Result<(), String> {
+    const THP: &str = "/sys/kernel/mm/transparent_hugepage";
+    if !cfg!(target_os = "linux") {
+        return Err("transparent huge pages are Linux only".into());
+    }
+    let enabled = std::fs::read_to_string(format!("{THP}/enabled"))
+        .map_err(|e| format!("no transparent huge pages in this kernel ({THP}/enabled: {e})"))?;
+    if enabled.contains("[never]") {
+        return Err("transparent huge pages are off (never)".into());
+    }
+    // 64 KiB-page arm64 kernels have 512 MiB huge pages: no use for buffers.
+    match std::fs::read_to_string(format!("{THP}/hpage_pmd_size")) {
+        Ok(s) if s.trim() == HUGE_PAGE.to_string() => Ok(()),
+        Ok(s) => Err(format!("huge pages are {} bytes here, not 2 MiB", s.trim())),
+        Err(e) => Err(format!(
+            "huge page size unknown ({THP}/hpage_pmd_size: {e})"
+        )),
+    }
 }
 
 /// The system allocator, with whole huge-page mappings for the biggest
@@ -79,11 +102,17 @@ fn huge_len(size: usize) -> usize {
 }
 
 fn wants_huge(layout: Layout) -> bool {
-    layout.size() >= HUGE_MIN && layout.align() <= HUGE_PAGE && LEAN.load(Ordering::Acquire)
+    layout.size() >= HUGE_MIN && layout.align() <= HUGE_PAGE && HUGE_ON.load(Ordering::Acquire)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn map_huge(_size: usize) -> Option<*mut u8> {
+    None
 }
 
 /// A fresh, zeroed mapping of `huge_len(size)` bytes at a huge-page
 /// boundary, advised for huge pages, or None.
+#[cfg(target_os = "linux")]
 fn map_huge(size: usize) -> Option<*mut u8> {
     let len = huge_len(size);
     // Over-map by one huge page, then trim both ends to the boundary.
@@ -217,35 +246,56 @@ mod tests {
     use super::*;
 
     // These tests call the allocator directly (the test binary does not
-    // install it) and turn `LEAN` on for themselves only; the library's
+    // install it) and turn `HUGE_ON` on for themselves only; the library's
     // other code never reads it.
+
+    fn recorded(p: *mut u8) -> bool {
+        HUGE_BLOCKS
+            .iter()
+            .any(|s| s.load(Ordering::Acquire) == p as usize)
+    }
 
     #[test]
     fn big_blocks_get_their_own_huge_page_aligned_mapping() {
-        LEAN.store(true, Ordering::Release);
+        HUGE_ON.store(true, Ordering::Release);
         let a = LeanAlloc;
         for size in [HUGE_MIN, 3 * HUGE_PAGE + 5, 16 << 20] {
             let l = Layout::from_size_align(size, 64).unwrap();
             unsafe {
                 let p = a.alloc_zeroed(l);
                 assert_eq!(p as usize % HUGE_PAGE, 0, "{size}");
-                assert!(HUGE_BLOCKS
-                    .iter()
-                    .any(|s| s.load(Ordering::Acquire) == p as usize));
+                assert!(recorded(p));
                 let bytes = std::slice::from_raw_parts_mut(p, size);
                 assert!(bytes.iter().all(|&b| b == 0));
                 bytes.fill(0xAB);
-                // Grown and shrunk: the contents move along.
+                // Grown and shrunk: the contents move along, and so does
+                // the record.
                 let q = a.realloc(p, l, size + HUGE_PAGE);
+                assert!(recorded(q) && (q == p || !recorded(p)));
                 assert_eq!(*q.add(size - 1), 0xAB);
                 let l2 = Layout::from_size_align(size + HUGE_PAGE, 64).unwrap();
                 let r = a.realloc(q, l2, 1000);
                 assert_eq!(*r.add(999), 0xAB);
-                assert!(!HUGE_BLOCKS
-                    .iter()
-                    .any(|s| s.load(Ordering::Acquire) == q as usize));
+                assert!(!recorded(q) && !recorded(r));
                 a.dealloc(r, Layout::from_size_align(1000, 64).unwrap());
             }
+        }
+    }
+
+    #[test]
+    fn a_small_block_grown_past_the_threshold_moves_to_its_own_mapping() {
+        HUGE_ON.store(true, Ordering::Release);
+        let a = LeanAlloc;
+        let l = Layout::from_size_align(4096, 16).unwrap();
+        unsafe {
+            let p = a.alloc(l);
+            assert!(!recorded(p));
+            std::slice::from_raw_parts_mut(p, 4096).fill(7);
+            let q = a.realloc(p, l, 2 * HUGE_MIN);
+            assert!(recorded(q));
+            assert!(std::slice::from_raw_parts(q, 4096).iter().all(|&b| b == 7));
+            a.dealloc(q, Layout::from_size_align(2 * HUGE_MIN, 16).unwrap());
+            assert!(!recorded(q));
         }
     }
 
@@ -264,9 +314,14 @@ mod tests {
 
     #[test]
     fn small_blocks_stay_with_glibc() {
-        LEAN.store(true, Ordering::Release);
+        HUGE_ON.store(true, Ordering::Release);
         let l = Layout::from_size_align(HUGE_MIN - 1, 8).unwrap();
         assert!(!wants_huge(l));
+        unsafe {
+            let p = LeanAlloc.alloc(l);
+            assert!(!p.is_null() && !recorded(p));
+            LeanAlloc.dealloc(p, l);
+        }
         assert!(wants_huge(Layout::from_size_align(HUGE_MIN, 8).unwrap()));
         assert!(!wants_huge(
             Layout::from_size_align(HUGE_MIN, 2 * HUGE_PAGE).unwrap()

@@ -123,8 +123,9 @@
 //!   and picks the largest gain predicted to fit half the hysteresis below it
 //!   (so the model's noise does not push it over on the next frame). The gain
 //!   goes down at once when the current gain is predicted over budget or the
-//!   ideal is lower by more than the hysteresis; it goes up only when the
-//!   ideal has been higher by more than the hysteresis for three frames.
+//!   ideal is lower by more than the hysteresis (10 %); it goes up only when
+//!   the ideal has been higher by more than the hysteresis for 300 ms (at
+//!   least one frame).
 //! * A **token bucket** refilled at the target rate pays for every frame,
 //!   reserved at its predicted size when planned and settled at its actual
 //!   size when observed. Skipped frames bank their budget (up to two frames'
@@ -152,7 +153,7 @@ mod trendline;
 
 pub use controller::{Controller, ControllerConfig, Usage};
 pub use model::RateModel;
-pub use planner::{Decision, Mode, Planner, PlannerConfig};
+pub use planner::{Decision, Mode, Planner, PlannerConfig, HYSTERESIS};
 
 use thiserror::Error;
 

@@ -605,7 +605,8 @@ mod tests {
                     serde_json::json!({"op": "conv", "cin": c, "cout": cout, "k": k,
                     "weight": weight, "bias": bias, "shift": shift, "relu": next(2) == 0 && !last}),
                 );
-                for _ in 0..[1, 0, 2][(n + next(2) as usize) % 3] {
+                // 0, 1 or 2 upsamplings after any layer, the last one included.
+                for _ in 0..next(3) {
                     layers.push(serde_json::json!({"op": "upsample2"}));
                 }
                 c = cout;
