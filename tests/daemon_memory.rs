@@ -13,17 +13,6 @@ use common::daemon::{Daemon, Mosquitto, Sub};
 /// glibc's arenas to take their steady shape.
 const FRAMES: u64 = 12;
 
-fn peak_rss_mb(pid: u32) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    let kb: f64 = s
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmHWM line");
-    kb / 1024.0
-}
-
 /// Run the daemon on the test scene until it has encoded `FRAMES` frames;
 /// its peak RSS in MB and its final accounting.
 fn run(broker: &Mosquitto, lean: bool) -> (f64, serde_json::Value) {
@@ -48,7 +37,7 @@ fn run(broker: &Mosquitto, lean: bool) -> (f64, serde_json::Value) {
             encoded = v["totals"]["encoded"].as_u64().unwrap_or(0);
         }
     }
-    let peak = peak_rss_mb(pid);
+    let peak = fchm::bench::pipeline::peak_rss_mb(pid).expect("VmHWM in /proc");
     let acc = daemon.stop();
     (peak, acc)
 }

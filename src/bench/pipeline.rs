@@ -32,8 +32,6 @@ pub struct DaemonRun {
     /// Frames encoded and acknowledged per second by the running daemon.
     pub encoded_fps: f64,
     pub sent_fps: f64,
-    /// `encoded_fps` over bare inference's frames per second.
-    pub ratio: f64,
     /// VmHWM of the daemon just before it was stopped.
     pub peak_rss_mb: f64,
 }
@@ -46,7 +44,8 @@ pub struct DaemonRun {
 /// is when the daemon starts.
 const OFFERED: f64 = 2.0;
 
-fn peak_rss_mb(pid: u32) -> Option<f64> {
+/// The peak resident memory (VmHWM) of process `pid` so far, in MB.
+pub fn peak_rss_mb(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -78,7 +77,6 @@ pub async fn run(
         }
     });
 
-    let bare_fps = 1000.0 / bare_ms_before;
     let mut daemons = Vec::new();
     for lean_memory in [true, false] {
         let (encoded_fps, sent_fps, peak_rss_mb) = run_daemon(
@@ -86,7 +84,7 @@ pub async fn run(
             bundle_dir,
             &work.join(format!("lean-{lean_memory}")),
             broker.addr,
-            bare_fps * OFFERED,
+            1000.0 / bare_ms_before * OFFERED,
             lean_memory,
             seconds,
             &mut rx,
@@ -96,21 +94,16 @@ pub async fn run(
             lean_memory,
             encoded_fps,
             sent_fps,
-            ratio: 0.0,
             peak_rss_mb,
         });
     }
     let bare_ms_after = time_bare(bundle_dir, runs)?;
     let bare_ms = bare_ms_before.min(bare_ms_after);
-    let bare_fps = 1000.0 / bare_ms;
-    for d in &mut daemons {
-        d.ratio = d.encoded_fps / bare_fps;
-    }
     Ok(PipelineReport {
         bare_ms_before,
         bare_ms_after,
         bare_ms,
-        bare_fps,
+        bare_fps: 1000.0 / bare_ms,
         runs: daemons,
     })
 }

@@ -598,7 +598,10 @@ fn bench_pipeline(bundle: &Path, fchmd: Option<PathBuf>, seconds: f64, runs: usi
     for d in &r.runs {
         println!(
             "lean_memory = {}: ratio end-to-end / bare {:.2}; acknowledged {:.2} frames/s; fchmd peak RSS (VmHWM) {:.0} MB",
-            d.lean_memory, d.ratio, d.sent_fps, d.peak_rss_mb
+            d.lean_memory,
+            d.encoded_fps / r.bare_fps,
+            d.sent_fps,
+            d.peak_rss_mb
         );
     }
     Ok(())

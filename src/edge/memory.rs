@@ -14,9 +14,9 @@
 //!
 //! `lean_memory` keeps the fixed threshold and gives the biggest blocks their
 //! own mapping, aligned to and advised for transparent huge pages: one fault
-//! per 2 MiB instead of 512. When the kernel has THP off ("never") the
-//! advice does nothing and the cost of 4 KiB faults comes back;
-//! [`configure`] says so in the log.
+//! per 2 MiB instead of 512. Where the kernel has no usable THP (off, absent,
+//! or huge pages other than 2 MiB) [`configure`] says why in the log and
+//! leaves those blocks to glibc, and the cost of 4 KiB faults comes back.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -49,8 +49,11 @@ static HUGE_BLOCKS: [AtomicUsize; HUGE_SLOTS] = [const { AtomicUsize::new(0) }; 
 /// Apply the allocator settings (`pipeline.lean_memory`); call before any
 /// thread starts. Without `lean`, glibc's defaults stay.
 pub fn configure(lean: bool) {
+    if !lean {
+        return;
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if lean {
+    {
         // SAFETY: mallopt only sets allocator parameters; called before
         // other threads exist.
         let ok = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE as i32) };
@@ -58,15 +61,13 @@ pub fn configure(lean: bool) {
             log::warn!("mallopt(M_MMAP_THRESHOLD) refused; resident memory may grow");
         }
     }
-    if lean {
-        match huge_pages() {
-            Ok(()) => HUGE_ON.store(true, Ordering::Release),
-            Err(why) => log::warn!(
-                "{why}: lean_memory will fault in every 4 KiB page of each activation \
-                 buffer, each frame, which costs throughput; enable THP (always or \
-                 madvise), or set pipeline.lean_memory = false if memory allows"
-            ),
-        }
+    match huge_pages() {
+        Ok(()) => HUGE_ON.store(true, Ordering::Release),
+        Err(why) => log::warn!(
+            "{why}: lean_memory will fault in every 4 KiB page of each activation \
+             buffer, each frame, which costs throughput; enable THP (always or \
+             madvise), or set pipeline.lean_memory = false if memory allows"
+        ),
     }
 }
 
@@ -146,25 +147,24 @@ fn map_huge(size: usize) -> Option<*mut u8> {
     }
 }
 
+/// The record's slot holding `ptr`, if it is a live huge-page block.
+fn record_of(ptr: *mut u8) -> Option<&'static AtomicUsize> {
+    HUGE_BLOCKS
+        .iter()
+        .find(|s| s.load(Ordering::Acquire) == ptr as usize)
+}
+
 /// Map a huge-page block and record it; None (use glibc) if either fails.
 fn alloc_huge(layout: Layout) -> Option<*mut u8> {
-    let slot = HUGE_BLOCKS
-        .iter()
-        .find(|s| s.load(Ordering::Relaxed) == 0)?;
     let p = map_huge(layout.size())?;
-    if slot
-        .compare_exchange(0, p as usize, Ordering::AcqRel, Ordering::Relaxed)
-        .is_ok()
-    {
-        return Some(p);
-    }
-    // Another thread took the slot meanwhile: try the rest once.
-    if HUGE_BLOCKS.iter().any(|s| {
+    let free = |s: &AtomicUsize| {
         s.compare_exchange(0, p as usize, Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
-    }) {
+    };
+    if HUGE_BLOCKS.iter().any(free) {
         return Some(p);
     }
+    // The record is full: this block goes back, and glibc serves it.
     // SAFETY: the mapping made just above, unrecorded and unused.
     unsafe { libc::munmap(p.cast(), huge_len(layout.size())) };
     None
@@ -175,10 +175,7 @@ fn free_huge(ptr: *mut u8, layout: Layout) -> bool {
     if layout.size() < HUGE_MIN {
         return false;
     }
-    let Some(slot) = HUGE_BLOCKS
-        .iter()
-        .find(|s| s.load(Ordering::Acquire) == ptr as usize)
-    else {
+    let Some(slot) = record_of(ptr) else {
         return false;
     };
     slot.store(0, Ordering::Release);
@@ -221,10 +218,7 @@ unsafe impl GlobalAlloc for LeanAlloc {
         let Ok(new) = Layout::from_size_align(new_size, layout.align()) else {
             return std::ptr::null_mut();
         };
-        let is_huge = layout.size() >= HUGE_MIN
-            && HUGE_BLOCKS
-                .iter()
-                .any(|s| s.load(Ordering::Acquire) == ptr as usize);
+        let is_huge = layout.size() >= HUGE_MIN && record_of(ptr).is_some();
         if !is_huge && !wants_huge(new) {
             // SAFETY: the caller's contract, for a block of System's.
             return unsafe { System.realloc(ptr, layout, new_size) };
@@ -250,9 +244,7 @@ mod tests {
     // other code never reads it.
 
     fn recorded(p: *mut u8) -> bool {
-        HUGE_BLOCKS
-            .iter()
-            .any(|s| s.load(Ordering::Acquire) == p as usize)
+        record_of(p).is_some()
     }
 
     #[test]
