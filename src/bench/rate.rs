@@ -103,6 +103,11 @@ pub struct RunReport {
     pub last_stats: serde_json::Value,
     /// The daemon's final accounting line (printed on exit).
     pub final_accounting: Option<serde_json::Value>,
+    /// Wall-clock time (µs since the Unix epoch) of the schedule's start,
+    /// `t_s = 0`: lines of a debug log carry the same clock.
+    pub start_unix_us: u64,
+    /// Bytes through the bottleneck per 100 ms ([`link::BIN`]) from `t_s = 0`.
+    pub delivered_bytes: Vec<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -118,6 +123,9 @@ pub struct DaemonSetup {
     pub bundle: PathBuf,
     pub workdir: PathBuf,
     pub device: String,
+    /// The daemon's `log.level`; "debug" logs a line per coded and per acked
+    /// frame (the trace behind `fchm bench rate --trace`).
+    pub log_level: &'static str,
 }
 
 fn write_config(setup: &DaemonSetup, sc: &Scenario, broker: SocketAddr) -> Result<PathBuf> {
@@ -149,7 +157,7 @@ fsync = false
 interval_s = 1.0
 [log]
 target = "stderr"
-level = "info"
+level = "{level}"
 "#,
         device = setup.device,
         bundle = setup.bundle.display(),
@@ -158,6 +166,7 @@ level = "info"
         max = sc.max_kbps,
         lat = sc.latency_bound_ms,
         spool = setup.workdir.join("spool").display(),
+        level = setup.log_level,
     );
     let path = setup.workdir.join("fchmd.toml");
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
@@ -270,6 +279,9 @@ pub async fn run(setup: &DaemonSetup, sc: &Scenario, broker: SocketAddr) -> Resu
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let start = Instant::now();
+    let start_unix_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
     link.restart_clock(start);
     *clock.lock().expect("clock") = Some(start);
     let total: f64 = sc.steps.iter().map(|s| s.secs).sum();
@@ -379,5 +391,7 @@ pub async fn run(setup: &DaemonSetup, sc: &Scenario, broker: SocketAddr) -> Resu
         frames_received,
         last_stats,
         final_accounting,
+        start_unix_us,
+        delivered_bytes: link.meter.bins(),
     })
 }

@@ -125,6 +125,10 @@ pub struct RateBenchArgs {
     /// Also write the reports as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Keep each run's daemon log, at debug level (a line per coded and per
+    /// acked frame), in this folder as fchmd-auto.log and fchmd-fixed.log.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -611,6 +615,9 @@ fn bench_rate(a: RateBenchArgs) -> Result<()> {
     use crate::bench::rate::{self, DaemonSetup, RateSetting, Scenario};
     let fchmd = sibling_exe(a.fchmd, "fchmd")?;
     let work = tempfile::tempdir()?;
+    if let Some(dir) = &a.trace {
+        std::fs::create_dir_all(dir).with_context(|| format!("--trace {}", dir.display()))?;
+    }
     let rt = tokio::runtime::Runtime::new()?;
     let broker = crate::transport::broker::start("127.0.0.1:0".parse()?, 16 << 20)?;
     let mut reports = Vec::new();
@@ -626,12 +633,18 @@ fn bench_rate(a: RateBenchArgs) -> Result<()> {
                 .with_context(|| format!("bundle {}", a.bundle.display()))?,
             workdir: work.path().join(name),
             device: format!("bench-{name}"),
+            log_level: if a.trace.is_some() { "debug" } else { "info" },
         };
         eprintln!(
             "running {name} ({} s)...",
             a.step_secs * sc.steps.len() as f64
         );
         let r = rt.block_on(rate::run(&setup, &sc, broker.addr))?;
+        if let Some(dir) = &a.trace {
+            let to = dir.join(format!("fchmd-{name}.log"));
+            std::fs::copy(setup.workdir.join("fchmd.log"), &to)
+                .with_context(|| format!("keeping the daemon log as {}", to.display()))?;
+        }
         reports.push((name, r));
     }
     println!("| mode | capacity kbit/s | settle s | encoded kbit/s | delivered kbit/s | utilisation | p95 capture→PUBACK ms | last 5 s: encoded kbit/s | last 5 s: utilisation |");

@@ -303,7 +303,18 @@ impl EncoderCtx {
             }
         };
         let bits = encoded.bytes.len() as f64 * 8.0;
-        lock(&self.planner).observe(gain, bits);
+        let predicted = {
+            let mut p = lock(&self.planner);
+            let predicted = p.model().bits_at(gain);
+            p.observe(gain, bits);
+            predicted
+        };
+        // One line a frame: with the uplink's "acked" lines, the trace that
+        // shows where a link's capacity goes (target → gain → bits → ack).
+        log::debug!(
+            sequence = frame.sequence, capture_us = frame.capture_us, target_kbps = target, gain = gain, predicted_bits = predicted, bits = bits;
+            "frame coded: gain {gain:.3}, {bits:.0} bits ({predicted:.0} predicted), target {target:.0} kbit/s"
+        );
         self.counters.encoded.fetch_add(1, Relaxed);
         self.counters
             .encoded_bytes

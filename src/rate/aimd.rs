@@ -57,6 +57,16 @@ pub(crate) enum Signal {
     Increase,
 }
 
+/// What the link has shown of its speed, besides the goodput.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Evidence {
+    /// A speed the link has shown it carries (a lower bound on its
+    /// capacity), if any since the last decrease.
+    pub proven_bps: Option<f64>,
+    /// The link's rate while it had frames queued, if it had lately.
+    pub busy_bps: Option<f64>,
+}
+
 /// Where the link saturated lately: mean goodput at decreases and its relative deviation.
 #[derive(Debug, Clone, Copy)]
 struct Capacity {
@@ -116,13 +126,12 @@ impl Aimd {
 
     /// Apply one signal; returns whether the target was decreased (a
     /// decrease within one RTT of the previous one is not applied).
-    /// `proven_bps` is a speed the link has shown it carries (a lower bound
-    /// on its capacity), if any since the last decrease.
+    /// `link` is what the link has shown of its speed.
     pub fn update(
         &mut self,
         signal: Signal,
         goodput_bps: Option<f64>,
-        proven_bps: Option<f64>,
+        link: Evidence,
         rtt: Option<Duration>,
         now: Instant,
     ) -> bool {
@@ -133,16 +142,30 @@ impl Aimd {
             .as_secs_f64();
         self.last_update = Some(now);
         let decreased = match signal {
-            Signal::Decrease => self.decrease(goodput_bps, rtt, now),
+            Signal::Decrease => self.decrease(goodput_bps, link, rtt, now),
             Signal::Hold => {
                 self.hold();
                 false
             }
             Signal::Increase => {
-                self.increase(dt, goodput_bps, proven_bps, now);
+                self.increase(dt, goodput_bps, link, now);
                 false
             }
         };
+        // The link's busy rate is its capacity, read directly: a target above
+        // it only queues, and at a few frames per second the delay would
+        // show that a second or more late (the overshoot that kept the rate
+        // out of band for seconds after each rise). A proven speed above it
+        // means the link got faster since: then it is stale.
+        if let Some(b) = link
+            .busy_bps
+            .filter(|&b| !matches!(link.proven_bps, Some(p) if p > b))
+        {
+            if self.target_bps > b {
+                self.target_bps = b;
+                self.hold();
+            }
+        }
         self.target_bps = self.target_bps.clamp(self.min_bps, self.max_bps);
         decreased
     }
@@ -153,7 +176,13 @@ impl Aimd {
         self.ramp_head_start = 0.0;
     }
 
-    fn decrease(&mut self, goodput_bps: Option<f64>, rtt: Option<Duration>, now: Instant) -> bool {
+    fn decrease(
+        &mut self,
+        goodput_bps: Option<f64>,
+        link: Evidence,
+        rtt: Option<Duration>,
+        now: Instant,
+    ) -> bool {
         self.hold();
         let gap = rtt
             .unwrap_or(MAX_DECREASE_GAP)
@@ -165,10 +194,17 @@ impl Aimd {
             return false;
         }
         self.last_decrease = Some(now);
+        // The goodput averages a second or more of acks (at least four at
+        // low frame rates), some from before the link got slower; the busy
+        // rate reads the link as it is now. The lower of the two is its rate.
+        let seen = match (goodput_bps, link.busy_bps) {
+            (Some(g), Some(b)) => Some(g.min(b)),
+            (g, b) => g.or(b),
+        };
         // Before any ack there is no goodput: cut the target itself.
-        let base = goodput_bps.unwrap_or(self.target_bps);
+        let base = seen.unwrap_or(self.target_bps);
         self.target_bps = self.target_bps.min(BETA * base);
-        if let Some(g) = goodput_bps.filter(|g| *g > 0.0) {
+        if let Some(g) = seen.filter(|g| *g > 0.0) {
             self.learn_capacity(g);
         }
         true
@@ -192,19 +228,13 @@ impl Aimd {
         });
     }
 
-    fn increase(
-        &mut self,
-        dt: f64,
-        goodput_bps: Option<f64>,
-        proven_bps: Option<f64>,
-        now: Instant,
-    ) {
+    fn increase(&mut self, dt: f64, goodput_bps: Option<f64>, link: Evidence, now: Instant) {
         // One frame proves what the link carried during its burst, which a
         // shaper with a large bucket (LTE, cable "boost") lets through far
         // above the rate it sustains: the jump goes at most to the same
         // multiple of the goodput as any increase, so such a link costs a
         // few doublings, not one leap to the burst rate.
-        let lift = proven_bps.map(|p| {
+        let lift = link.proven_bps.map(|p| {
             let lift = FLOOR_SHARE * p;
             goodput_bps.map_or(lift, |g| lift.min(HEADROOM * g + HEADROOM_SLACK_BPS))
         });
@@ -253,7 +283,7 @@ impl Aimd {
                 // Beyond what the link has proven, the ramp leads it only
                 // as far as a probe past the capacity does: at camera frame
                 // rates the delay shows an overshoot a second late.
-                if let Some(p) = proven_bps {
+                if let Some(p) = link.proven_bps {
                     let lead = PROBE_HEADROOM * p.max(goodput_bps.unwrap_or(0.0));
                     self.target_bps = self.target_bps.min(lead.max(before));
                 }
@@ -286,7 +316,7 @@ mod tests {
         for ms in (from_ms..=to_ms).step_by(100) {
             now = t0 + MS * ms;
             let g = goodput(aimd.target_bps());
-            aimd.update(signal, Some(g), None, RTT, now);
+            aimd.update(signal, Some(g), Evidence::default(), RTT, now);
         }
         now
     }
@@ -294,7 +324,13 @@ mod tests {
     /// An Aimd that has seen the link saturate at `capacity`.
     fn saturated_at(capacity: f64, t0: Instant) -> Aimd {
         let mut a = Aimd::new(capacity, 1e4, 1e8);
-        a.update(Signal::Decrease, Some(capacity), None, RTT, t0);
+        a.update(
+            Signal::Decrease,
+            Some(capacity),
+            Evidence::default(),
+            RTT,
+            t0,
+        );
         a
     }
 
@@ -302,15 +338,33 @@ mod tests {
     fn decrease_cuts_to_beta_times_goodput_once_per_rtt() {
         let t0 = Instant::now();
         let mut a = Aimd::new(2e6, 1e4, 1e7);
-        assert!(a.update(Signal::Decrease, Some(1e6), None, RTT, t0));
+        assert!(a.update(Signal::Decrease, Some(1e6), Evidence::default(), RTT, t0));
         assert!((a.target_bps() - 0.85e6).abs() < 1.0);
         // Goodput lower still, but within one (clamped) RTT: not applied.
-        assert!(!a.update(Signal::Decrease, Some(0.5e6), None, RTT, t0 + 50 * MS));
+        assert!(!a.update(
+            Signal::Decrease,
+            Some(0.5e6),
+            Evidence::default(),
+            RTT,
+            t0 + 50 * MS
+        ));
         assert!((a.target_bps() - 0.85e6).abs() < 1.0);
-        assert!(a.update(Signal::Decrease, Some(0.5e6), None, RTT, t0 + 150 * MS));
+        assert!(a.update(
+            Signal::Decrease,
+            Some(0.5e6),
+            Evidence::default(),
+            RTT,
+            t0 + 150 * MS
+        ));
         assert!((a.target_bps() - 0.425e6).abs() < 1.0);
         // Never below the minimum.
-        a.update(Signal::Decrease, Some(0.0), None, RTT, t0 + 300 * MS);
+        a.update(
+            Signal::Decrease,
+            Some(0.0),
+            Evidence::default(),
+            RTT,
+            t0 + 300 * MS,
+        );
         assert_eq!(a.target_bps(), 1e4);
     }
 
@@ -318,11 +372,11 @@ mod tests {
     fn decrease_never_raises_the_target() {
         let t0 = Instant::now();
         let mut a = Aimd::new(1e6, 1e4, 1e7);
-        a.update(Signal::Decrease, Some(5e6), None, None, t0);
+        a.update(Signal::Decrease, Some(5e6), Evidence::default(), None, t0);
         assert_eq!(a.target_bps(), 1e6);
         // Before any ack, the target itself is cut.
         let mut b = Aimd::new(1e6, 1e4, 1e7);
-        b.update(Signal::Decrease, None, None, None, t0);
+        b.update(Signal::Decrease, None, Evidence::default(), None, t0);
         assert!((b.target_bps() - 0.85e6).abs() < 1.0);
     }
 
@@ -347,7 +401,7 @@ mod tests {
         // Then doubling per second: well over 6x after four seconds.
         assert!(a.target_bps() > 6e5, "{}", a.target_bps());
         // A hold restarts the ramp at 8 %/s.
-        a.update(Signal::Hold, None, None, RTT, t0 + 4100 * MS);
+        a.update(Signal::Hold, None, Evidence::default(), RTT, t0 + 4100 * MS);
         let before = a.target_bps();
         run(&mut a, t0, (4200, 5200), Signal::Increase, |t| t);
         let growth = a.target_bps() / before;
@@ -417,6 +471,60 @@ mod tests {
         let mut b = Aimd::new(1e5, 1e4, 1e8);
         run(&mut b, t0, (0, 20_000), Signal::Increase, |_| 2e5);
         assert!((b.target_bps() - 4.1e5).abs() < 1.0, "{}", b.target_bps());
+    }
+
+    #[test]
+    fn the_busy_rate_holds_the_target_and_sets_decreases() {
+        let t0 = Instant::now();
+        let busy = |b: f64, p: Option<f64>| Evidence {
+            proven_bps: p,
+            busy_bps: Some(b),
+        };
+        // A ramp with the goodput keeping up would go on for ever; the link's
+        // busy rate of 2 Mbit/s stops it there.
+        let mut a = Aimd::new(1e6, 1e4, 1e8);
+        let mut now = t0;
+        for ms in (0..20_000).step_by(100) {
+            now = t0 + MS * ms;
+            let g = a.target_bps();
+            a.update(Signal::Increase, Some(g), busy(2e6, None), RTT, now);
+        }
+        assert_eq!(a.target_bps(), 2e6);
+        // A target already above it is brought down to it, whatever the signal.
+        let mut b = Aimd::new(3e6, 1e4, 1e8);
+        b.update(Signal::Hold, Some(3e6), busy(2.5e6, None), RTT, t0);
+        assert_eq!(b.target_bps(), 2.5e6);
+        // A proven speed above it says the link got faster: it no longer holds.
+        b.update(
+            Signal::Increase,
+            Some(3e6),
+            busy(2.5e6, Some(4e6)),
+            RTT,
+            t0 + 100 * MS,
+        );
+        assert!(b.target_bps() > 3e6, "{}", b.target_bps());
+        // A goodput that still remembers a faster link: the cut follows the
+        // busy rate, which reads the link as it is.
+        assert!(a.update(
+            Signal::Decrease,
+            Some(2e6),
+            busy(4e5, None),
+            RTT,
+            now + 200 * MS
+        ));
+        assert!(
+            (a.target_bps() - 0.85 * 4e5).abs() < 1.0,
+            "{}",
+            a.target_bps()
+        );
+        // Without a goodput, the busy rate alone.
+        let mut c = Aimd::new(1e6, 1e4, 1e8);
+        assert!(c.update(Signal::Decrease, None, busy(6e5, None), RTT, t0));
+        assert!(
+            (c.target_bps() - 0.85 * 6e5).abs() < 1.0,
+            "{}",
+            c.target_bps()
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::aimd::{Aimd, Signal};
-use super::meter::{AckedRate, DeliveryFloor, Rtt};
+use super::aimd::{Aimd, Evidence, Signal};
+use super::meter::{AckedRate, BusyRate, DeliveryFloor, Rtt};
 use super::overuse::OveruseDetector;
 use super::trendline::{InterGroup, Trendline};
 use super::RateError;
@@ -102,6 +102,7 @@ pub struct Controller {
     detector: OveruseDetector,
     goodput: AckedRate,
     floor: DeliveryFloor,
+    busy: BusyRate,
     rtt: Rtt,
     aimd: Aimd,
     /// (written at, bytes) of frames not yet acked, oldest first.
@@ -127,6 +128,7 @@ impl Controller {
             detector: OveruseDetector::default(),
             goodput: AckedRate::default(),
             floor: DeliveryFloor::default(),
+            busy: BusyRate::default(),
             rtt: Rtt::default(),
             target_bps: aimd.target_bps(),
             aimd,
@@ -187,9 +189,12 @@ impl Controller {
     /// The frame of `bytes` acked at `now` cannot have started to cross the
     /// link before `since` (when it was handed to the MQTT client: earlier
     /// than its write, whose report may come only once most of it has left).
-    /// Evidence of the link's speed for the [`DeliveryFloor`].
+    /// Evidence of the link's speed for the [`DeliveryFloor`] and, if it
+    /// waited behind the frame before it, for the [`BusyRate`].
     pub fn on_delivered(&mut self, now: Instant, since: Instant, bytes: usize) {
         self.floor.on_ack(now, since, bytes as u64 * 8);
+        self.busy
+            .on_ack(now, since, bytes as u64 * 8, self.rtt.min());
     }
 
     /// The connection was lost: whatever was in flight is gone (the transport
@@ -209,6 +214,7 @@ impl Controller {
         self.answered = 0;
         self.goodput.reset();
         self.floor.restart(now);
+        self.busy.reset();
         self.goodput_bps = 0.0;
         self.rtt = Rtt::default();
         let restart = (self.cfg.start_kbps * 1e3).min(self.aimd.target_bps() / 2.0);
@@ -253,10 +259,13 @@ impl Controller {
             (false, Usage::Over | Usage::Under) => Signal::Hold,
             (false, Usage::Normal) => Signal::Increase,
         };
-        let proven = self.floor.bps(now);
+        let link = Evidence {
+            proven_bps: self.floor.bps(now),
+            busy_bps: self.busy.bps(now),
+        };
         let decreased = self
             .aimd
-            .update(signal, goodput, proven, self.rtt.smoothed(), now);
+            .update(signal, goodput, link, self.rtt.smoothed(), now);
         if decreased {
             self.answered = self.detector.detections();
             // The link may have got slower: what it carried before the cut

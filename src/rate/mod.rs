@@ -105,6 +105,20 @@
 //! most 20 %: at a few frames per second the delay shows an overshoot a
 //! second late.
 //!
+//! **Busy rate.** A frame handed over more than the path's smallest RTT
+//! before the previous frame's PUBACK waited behind that frame at the
+//! bottleneck, so the gap between the two PUBACKs is the time the link took
+//! to carry it: its bits over that gap are the link's rate, read the way a
+//! receiver reads back-to-back packets, with no propagation or ack path in
+//! it. Over the latest second of such gaps (none older than 10 s), this
+//! *busy rate* holds the target: a target above it only queues, and at a few
+//! frames per second the delay shows that a second late — which let the
+//! probe overshoot by 20 % after every rise and kept the rate out of band
+//! for seconds. A proven speed above the busy rate means the link got
+//! faster since, and the busy rate no longer holds. A decrease cuts to 0.85
+//! times the lower of the goodput and the busy rate: the goodput averages a
+//! second or more of acks, some from before a link got slower.
+//!
 //! Increases never take the target past twice the goodput (+10 kbit/s)
 //! unless the proven speed lifts it; the target stays within
 //! `min_kbps..=max_kbps`, and after a disconnect restarts from
