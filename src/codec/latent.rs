@@ -11,7 +11,7 @@ use fchm_codec::hyper::{HyperError, HyperSynthesis};
 /// fraction bits, rounded by the FPU's default mode, which is exactly half
 /// to even.
 #[inline]
-pub(crate) fn to_symbol(v: f32) -> i32 {
+fn to_symbol(v: f32) -> i32 {
     const MAGIC: f32 = 12_582_912.0;
     if v.abs() < 4_194_304.0 {
         ((v + MAGIC) - MAGIC) as i32

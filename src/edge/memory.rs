@@ -295,8 +295,8 @@ mod tests {
     fn blocks_from_glibc_are_freed_by_glibc() {
         let a = LeanAlloc;
         let l = Layout::from_size_align(4 << 20, 16).unwrap();
-        // Allocated as `System`'s (as before `configure`), freed by the pool's
-        // dealloc: not in the record, so glibc frees it (a wrong munmap of a
+        // Allocated as `System`'s (as before `configure`), freed by this
+        // allocator's dealloc: not in the record, so glibc frees it (a wrong munmap of a
         // glibc chunk would crash or corrupt here).
         let p = unsafe { System.alloc(l) };
         assert!(!p.is_null());

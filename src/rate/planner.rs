@@ -18,8 +18,7 @@ const BANK_FRAMES: f64 = 2.0;
 const BANK_FLOOR_FRAMES: f64 = 1.5;
 const FALLBACK_FPS: f64 = 10.0;
 /// The daemon's hysteresis: the gain holds while the ideal stays within
-/// ±10 % of it. (5 % made no difference to `fchm bench rate`'s utilisation
-/// at 4 Mbit/s in one run, 78 % against 77–80 %.)
+/// ±10 % of it.
 pub const HYSTERESIS: f64 = 0.1;
 const FALLBACK_HYSTERESIS: f64 = HYSTERESIS;
 

@@ -596,12 +596,11 @@ impl Uplink {
         let (sent_at, len, capture_us) = (f.sent_at.unwrap_or(now), f.len, f.capture_us);
         let queued_at = f.queued_at;
         let machine = f.layer == Layer::Machine;
-        let since_handover = now.saturating_duration_since(queued_at);
+        let ms = |since: Instant| now.saturating_duration_since(since).as_secs_f64() * 1e3;
+        let (rtt_ms, handover_ms) = (ms(sent_at), ms(queued_at));
         log::debug!(
-            sequence = f.sequence, at_us = now_us(), bytes = len, rtt_ms = now.saturating_duration_since(sent_at).as_secs_f64() * 1e3, handover_ms = since_handover.as_secs_f64() * 1e3;
-            "acked: {len} bytes, {:.0} ms after the write, {:.0} ms after the hand-over",
-            now.saturating_duration_since(sent_at).as_secs_f64() * 1e3,
-            since_handover.as_secs_f64() * 1e3
+            sequence = f.sequence, at_us = now_us(), bytes = len, rtt_ms = rtt_ms, handover_ms = handover_ms;
+            "acked: {len} bytes, {rtt_ms:.0} ms after the write, {handover_ms:.0} ms after the hand-over"
         );
         if let Ok(mut c) = self.controller.lock() {
             c.on_ack(now, sent_at, len);
