@@ -3,9 +3,9 @@
 //! bitrate settles into the capacity band, the link is well used, latency
 //! stays bounded, and every frame is accounted for.
 //!
-//! The bounds here leave room for a loaded 2-core machine around the issue's
-//! goals (settle within 3 s, 80 % utilisation; README, "Rate control"),
-//! which the controller meets or nearly meets in unloaded runs; a fixed rate
+//! The settle bound leaves room for a loaded 2-core machine around the
+//! issue's goal (within 3 s; README, "Rate control"), which the controller
+//! meets in unloaded runs; utilisation must reach the goal's 80 %. A fixed rate
 //! fails them (at 1.5 Mbit/s it sends 3.5× the 0.4 Mbit/s step and uses
 //! 4 Mbit/s at 40 %).
 //! `fchm bench rate` runs the same scenario and prints the figures.
@@ -33,20 +33,22 @@ fn auto_rate_follows_a_stepping_link() {
     let log = std::fs::read_to_string(setup.workdir.join("fchmd.log")).unwrap_or_default();
     for s in &r.steps {
         // Settling time and utilisation vary run to run on a shared machine
-        // (printed above; two runs of `fchm bench rate` here settled after
-        // 5.9 s, 3.8-3.9 s and 1.6-2.7 s with 87-95 % utilisation: the
-        // start's first overshoot and the drop miss the 3 s goal,
-        // README). The bounds check that the rate adapts at all (within 12 s
-        // of a 15-s step), with room for a loaded CI machine; a fixed rate
-        // never settles after the 5x drop or the 10x rise.
+        // (printed above). This test, debug build, printed 0.5 / 3.5 / 2.5 s
+        // here (an earlier revision 0.7 / 2.4 / 1.7 s), at 92-98 %
+        // utilisation; four runs of `fchm bench rate` (README), where the
+        // issue's 3 s goal is reported, printed 0.6-0.7 / 1.6-1.7 /
+        // 2.6-2.7 s. The settle bound is twice that goal, room for a loaded
+        // CI machine; before the link rate was read from idle crossings, the
+        // start's overshoot alone took 5.9 s. A fixed rate never settles
+        // after the 5x drop or the 10x rise.
         let c = s.capacity_kbps;
         let settle = s.settle_s.unwrap_or(f64::INFINITY);
         assert!(
-            settle <= 12.0,
+            settle <= 6.0,
             "{c} kbit/s: settled after {settle:.1} s\n{log}"
         );
         assert!(
-            s.utilisation >= 0.7,
+            s.utilisation >= 0.8,
             "{c} kbit/s: utilisation {:.2} after settling",
             s.utilisation
         );

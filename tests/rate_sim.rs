@@ -355,7 +355,7 @@ fn report(name: &str, log: &[FrameLog], stages: &[Stage]) {
 fn assert_settled_well(name: &str, stages: &[Stage]) {
     for s in stages {
         assert!(
-            s.utilisation_settled >= 0.8,
+            s.utilisation_settled >= 0.85,
             "{name}: {} kbit/s settled utilisation {:.2}",
             s.capacity_kbps,
             s.utilisation_settled
@@ -375,8 +375,10 @@ fn assert_settled_well(name: &str, stages: &[Stage]) {
 /// have queued: up to `latency_bound` worth of the old target, which takes
 /// `latency_bound × 2000/400` = 2.5 s to drain (the target stays at the
 /// minimum meanwhile, so nothing is added). That, not the controller, sets
-/// the settling time after the drop. A ten-fold rise has to be found by
-/// probing, which takes several seconds.
+/// the settling time after the drop. The start and the ten-fold rise are
+/// read from the link itself (the crossed speed of frames that found it
+/// idle, then the busy rate): before it was, the probe overshot at the
+/// start (1.2-1.5 s to settle) and took 3.3-3.5 s to find the rise.
 #[test]
 fn capacity_steps_down_and_up() {
     let schedule = [(0.0, 2e6), (15.0, 0.4e6), (30.0, 4e6)];
@@ -385,7 +387,7 @@ fn capacity_steps_down_and_up() {
         let (log, st) = stages(&schedule, 50.0, seed);
         report(&name, &log, &st);
         assert!(
-            st[0].settle_s <= 5.0,
+            st[0].settle_s <= 1.0,
             "{name}: start took {:.1}s",
             st[0].settle_s
         );
@@ -395,7 +397,7 @@ fn capacity_steps_down_and_up() {
             st[1].settle_s
         );
         assert!(
-            st[2].settle_s <= 8.0,
+            st[2].settle_s <= 3.0,
             "{name}: 10x rise took {:.1}s",
             st[2].settle_s
         );
@@ -413,7 +415,8 @@ fn capacity_steps_down_and_up() {
 /// The schedule of `fchm bench rate` at its 3 fps: each frame is a third of
 /// a second of the target, so a frame written just before the 5x drop takes
 /// 1.7 s to cross alone, and the delay signals come once per frame. The
-/// delivery floor finds the 10x rise within a few frames.
+/// link rate, read from the crossings of the first frames, finds the 10x
+/// rise within a few frames.
 #[test]
 fn bench_schedule_at_three_fps() {
     let schedule = [(0.0, 2e6), (15.0, 0.4e6), (30.0, 4e6)];
@@ -424,7 +427,7 @@ fn bench_schedule_at_three_fps() {
         let (log, st) = stages_at(3.0, 1.0, &schedule, 45.0, seed);
         report(&name, &log, &st);
         assert!(
-            st[0].settle_s <= 3.0,
+            st[0].settle_s <= 1.0,
             "{name}: start took {:.1}s",
             st[0].settle_s
         );
@@ -442,7 +445,10 @@ fn bench_schedule_at_three_fps() {
     }
 }
 
-/// Steps within a factor of two settle faster.
+/// Steps within a factor of two settle faster. A rise shows in the crossed
+/// speed of the next frames at once; with only the delivery floor, which
+/// reads low by the path delay's share, the 2x rise took 3.0-3.3 s and the
+/// settled utilisation after the rises was 0.81-0.82.
 #[test]
 fn moderate_capacity_steps() {
     let schedule = [(0.0, 2e6), (15.0, 3e6), (30.0, 1.5e6), (45.0, 3e6)];
@@ -451,7 +457,7 @@ fn moderate_capacity_steps() {
         let (log, st) = stages(&schedule, 60.0, seed);
         report(&name, &log, &st);
         assert!(
-            st[1].settle_s <= 6.0,
+            st[1].settle_s <= 1.0,
             "{name}: 1.5x rise took {:.1}s",
             st[1].settle_s
         );
@@ -461,7 +467,7 @@ fn moderate_capacity_steps() {
             st[2].settle_s
         );
         assert!(
-            st[3].settle_s <= 6.0,
+            st[3].settle_s <= 1.5,
             "{name}: 2x rise took {:.1}s",
             st[3].settle_s
         );

@@ -4,7 +4,8 @@
 //!
 //! Figures, per schedule step of capacity C:
 //! - settle: seconds from the step until the daemon's encoded bitrate (its
-//!   1-s `stats` intervals) stays within [`BAND`] × C for the rest of the step;
+//!   1-s `stats` intervals, placed by the daemon's clock, not by when they
+//!   got through the link) stays within [`BAND`] × C for the rest of the step;
 //! - utilisation: bytes through the bottleneck after settling, over C;
 //! - latency: the worst per-interval p95 of capture-to-PUBACK after settling;
 //! - accounting: the daemon's final totals on exit, so a frame lost without
@@ -112,6 +113,12 @@ pub struct RunReport {
 
 #[derive(Debug, Clone)]
 struct Sample {
+    /// When the interval ended, from the schedule's start: by the daemon's
+    /// own `ts_us`. The stats cross the emulated link behind the frames, so
+    /// on arrival they are late by the queue: seconds, just after the 5x
+    /// drop. The daemon runs on this host, so its wall clock is this one's;
+    /// a clock step during a run would shift the samples against the
+    /// link's schedule, which runs on `Instant`.
     at: Duration,
     stats: serde_json::Value,
 }
@@ -235,7 +242,8 @@ pub async fn run(setup: &DaemonSetup, sc: &Scenario, broker: SocketAddr) -> Resu
         .await?;
     let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let seqs: Arc<Mutex<std::collections::BTreeSet<u64>>> = Arc::default();
-    let clock: Arc<Mutex<Option<Instant>>> = Arc::default();
+    // The schedule's start, µs since the Unix epoch.
+    let clock: Arc<Mutex<Option<u64>>> = Arc::default();
     {
         let (samples, seqs, clock) = (samples.clone(), seqs.clone(), clock.clone());
         let stats_topic = format!("{prefix}/stats");
@@ -246,13 +254,18 @@ pub async fn run(setup: &DaemonSetup, sc: &Scenario, broker: SocketAddr) -> Resu
                         let Ok(v) = serde_json::from_slice::<serde_json::Value>(&p.payload) else {
                             continue;
                         };
-                        let start = *clock.lock().expect("clock");
-                        if let Some(start) = start {
-                            samples.lock().expect("samples").push(Sample {
-                                at: start.elapsed(),
-                                stats: v,
-                            });
-                        }
+                        let Some(start_unix_us) = *clock.lock().expect("clock") else {
+                            continue;
+                        };
+                        let Some(ts) = v["ts_us"].as_u64() else {
+                            eprintln!("stats without ts_us ignored: the daemon is too old");
+                            continue;
+                        };
+                        let at = Duration::from_micros(ts.saturating_sub(start_unix_us));
+                        samples
+                            .lock()
+                            .expect("samples")
+                            .push(Sample { at, stats: v });
                     } else if let Ok(f) = fchm_codec::container::FrameRef::parse(&p.payload) {
                         seqs.lock().expect("seqs").insert(f.header.sequence);
                     }
@@ -283,13 +296,14 @@ pub async fn run(setup: &DaemonSetup, sc: &Scenario, broker: SocketAddr) -> Resu
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64);
     link.restart_clock(start);
-    *clock.lock().expect("clock") = Some(start);
+    *clock.lock().expect("clock") = Some(start_unix_us);
     let total: f64 = sc.steps.iter().map(|s| s.secs).sum();
     tokio::time::sleep(Duration::from_secs_f64(total)).await;
 
     let final_accounting = tokio::task::spawn_blocking(move || stop_daemon(child)).await??;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let samples = samples.lock().expect("samples").clone();
+    let mut samples = samples.lock().expect("samples").clone();
+    samples.sort_by_key(|s| s.at);
     let frames_received = seqs.lock().expect("seqs").len() as u64;
     let last_stats = samples.last().map(|s| s.stats.clone()).unwrap_or_default();
 

@@ -28,8 +28,9 @@ const NEAR_RELATIVE: f64 = 0.08;
 const HEADROOM: f64 = 2.0;
 const HEADROOM_SLACK_BPS: f64 = 10_000.0;
 /// While the rate may increase, the target is lifted to this share of the
-/// speed the link has proven (the controller's delivery floor): below it, so
-/// frame-size noise does not queue, and never above what got through.
+/// speed the link has shown: the better of its proven speed (the
+/// controller's delivery floor) and its rate read directly. Below it, so
+/// frame-size noise does not queue.
 const FLOOR_SHARE: f64 = 0.9;
 /// Past the learnt capacity the probe may lead the goodput by only this much:
 /// enough for the planner's hysteresis step, not enough to build a target the
@@ -63,8 +64,9 @@ pub(crate) struct Evidence {
     /// A speed the link has shown it carries (a lower bound on its
     /// capacity), if any since the last decrease.
     pub proven_bps: Option<f64>,
-    /// The link's rate while it had frames queued, if it had lately.
-    pub busy_bps: Option<f64>,
+    /// The link's rate read directly (from back-to-back PUBACKs, or from a
+    /// crossing of the idle link less the path's fixed delay), if lately.
+    pub link_bps: Option<f64>,
 }
 
 /// Where the link saturated lately: mean goodput at decreases and its relative deviation.
@@ -152,15 +154,13 @@ impl Aimd {
                 false
             }
         };
-        // The link's busy rate is its capacity, read directly: a target above
-        // it only queues, and at a few frames per second the delay would
-        // show that a second or more late (the overshoot that kept the rate
-        // out of band for seconds after each rise). A proven speed above it
+        // The link's rate, read directly, is its capacity: a target above it
+        // only queues, and at a few frames per second the delay would show
+        // that a second or more late (the overshoot that kept the rate out
+        // of band for seconds after each rise). A proven speed above it
         // means the link got faster since: then it is stale.
-        if let Some(b) = link
-            .busy_bps
-            .filter(|&b| !matches!(link.proven_bps, Some(p) if p > b))
-        {
+        let faster = |b: f64| link.proven_bps.is_some_and(|p| p > b);
+        if let Some(b) = link.link_bps.filter(|&b| !faster(b)) {
             if self.target_bps > b {
                 self.target_bps = b;
                 self.hold();
@@ -195,9 +195,9 @@ impl Aimd {
         }
         self.last_decrease = Some(now);
         // The goodput averages a second or more of acks (at least four at
-        // low frame rates), some from before the link got slower; the busy
+        // low frame rates), some from before the link got slower; the link
         // rate reads the link as it is now. The lower of the two is its rate.
-        let seen = match (goodput_bps, link.busy_bps) {
+        let seen = match (goodput_bps, link.link_bps) {
             (Some(g), Some(b)) => Some(g.min(b)),
             (g, b) => g.or(b),
         };
@@ -233,8 +233,14 @@ impl Aimd {
         // shaper with a large bucket (LTE, cable "boost") lets through far
         // above the rate it sustains: the jump goes at most to the same
         // multiple of the goodput as any increase, so such a link costs a
-        // few doublings, not one leap to the burst rate.
-        let lift = link.proven_bps.map(|p| {
+        // few doublings, not one leap to the burst rate. The link's rate,
+        // read directly, is the better reading where there is one: the
+        // proven speed reads low by the path delay's share.
+        let shown = match (link.proven_bps, link.link_bps) {
+            (Some(p), Some(l)) => Some(p.max(l)),
+            (p, l) => p.or(l),
+        };
+        let lift = shown.map(|p| {
             let lift = FLOOR_SHARE * p;
             goodput_bps.map_or(lift, |g| lift.min(HEADROOM * g + HEADROOM_SLACK_BPS))
         });
@@ -474,14 +480,14 @@ mod tests {
     }
 
     #[test]
-    fn the_busy_rate_holds_the_target_and_sets_decreases() {
+    fn the_link_rate_holds_and_lifts_the_target_and_sets_decreases() {
         let t0 = Instant::now();
         let busy = |b: f64, p: Option<f64>| Evidence {
             proven_bps: p,
-            busy_bps: Some(b),
+            link_bps: Some(b),
         };
         // A ramp with the goodput keeping up would go on for ever; the link's
-        // busy rate of 2 Mbit/s stops it there.
+        // rate of 2 Mbit/s stops it there.
         let mut a = Aimd::new(1e6, 1e4, 1e8);
         let mut now = t0;
         for ms in (0..20_000).step_by(100) {
@@ -503,8 +509,13 @@ mod tests {
             t0 + 100 * MS,
         );
         assert!(b.target_bps() > 3e6, "{}", b.target_bps());
+        // A link rate well above the target lifts it to 90 % of that rate
+        // at once, as a proven speed does.
+        let mut d = Aimd::new(1e6, 1e4, 1e8);
+        d.update(Signal::Increase, Some(1e6), busy(2e6, None), RTT, t0);
+        assert_eq!(d.target_bps(), 1.8e6);
         // A goodput that still remembers a faster link: the cut follows the
-        // busy rate, which reads the link as it is.
+        // link rate, which reads the link as it is.
         assert!(a.update(
             Signal::Decrease,
             Some(2e6),
@@ -517,7 +528,7 @@ mod tests {
             "{}",
             a.target_bps()
         );
-        // Without a goodput, the busy rate alone.
+        // Without a goodput, the link rate alone.
         let mut c = Aimd::new(1e6, 1e4, 1e8);
         assert!(c.update(Signal::Decrease, None, busy(6e5, None), RTT, t0));
         assert!(

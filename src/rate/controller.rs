@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::aimd::{Aimd, Evidence, Signal};
-use super::meter::{AckedRate, BusyRate, DeliveryFloor, Rtt};
+use super::link_rate::LinkRate;
+use super::meter::{AckedRate, DeliveryFloor, Rtt};
 use super::overuse::OveruseDetector;
 use super::trendline::{InterGroup, Trendline};
 use super::RateError;
@@ -102,7 +103,7 @@ pub struct Controller {
     detector: OveruseDetector,
     goodput: AckedRate,
     floor: DeliveryFloor,
-    busy: BusyRate,
+    link: LinkRate,
     rtt: Rtt,
     aimd: Aimd,
     /// (written at, bytes) of frames not yet acked, oldest first.
@@ -128,7 +129,7 @@ impl Controller {
             detector: OveruseDetector::default(),
             goodput: AckedRate::default(),
             floor: DeliveryFloor::default(),
-            busy: BusyRate::default(),
+            link: LinkRate::default(),
             rtt: Rtt::default(),
             target_bps: aimd.target_bps(),
             aimd,
@@ -189,12 +190,14 @@ impl Controller {
     /// The frame of `bytes` acked at `now` cannot have started to cross the
     /// link before `since` (when it was handed to the MQTT client: earlier
     /// than its write, whose report may come only once most of it has left).
-    /// Evidence of the link's speed for the [`DeliveryFloor`] and, if it
-    /// waited behind the frame before it, for the [`BusyRate`].
+    /// Evidence of the link's speed for the `DeliveryFloor` and the
+    /// `LinkRate` (a busy-link reading if it waited behind the frame
+    /// before it, an idle crossing if it was handed over after that
+    /// frame's PUBACK).
     pub fn on_delivered(&mut self, now: Instant, since: Instant, bytes: usize) {
-        self.floor.on_ack(now, since, bytes as u64 * 8);
-        self.busy
-            .on_ack(now, since, bytes as u64 * 8, self.rtt.min());
+        let bits = bytes as u64 * 8;
+        self.floor.on_ack(now, since, bits);
+        self.link.on_ack(now, since, bits, self.rtt.min());
     }
 
     /// The connection was lost: whatever was in flight is gone (the transport
@@ -214,7 +217,7 @@ impl Controller {
         self.answered = 0;
         self.goodput.reset();
         self.floor.restart(now);
-        self.busy.reset();
+        self.link.reset();
         self.goodput_bps = 0.0;
         self.rtt = Rtt::default();
         let restart = (self.cfg.start_kbps * 1e3).min(self.aimd.target_bps() / 2.0);
@@ -261,7 +264,7 @@ impl Controller {
         };
         let link = Evidence {
             proven_bps: self.floor.bps(now),
-            busy_bps: self.busy.bps(now),
+            link_bps: self.link.bps(now),
         };
         let decreased = self
             .aimd
@@ -271,6 +274,7 @@ impl Controller {
             // The link may have got slower: what it carried before the cut
             // proves nothing about it now.
             self.floor.restart(now);
+            self.link.restart(now);
         }
         let mut target = self.aimd.target_bps();
         if excess > 0.0 {

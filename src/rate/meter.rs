@@ -11,7 +11,7 @@ const MIN_ACKS: usize = 4;
 const STALE: Duration = Duration::from_secs(4);
 /// The shortest span a rate is measured over: acks a broker batched into one
 /// TCP segment say nothing about the link's speed.
-const MIN_SPAN: Duration = Duration::from_millis(250);
+pub(super) const MIN_SPAN: Duration = Duration::from_millis(250);
 
 /// Acked bits per second over the last second or so.
 #[derive(Debug, Default)]
@@ -125,72 +125,6 @@ impl DeliveryFloor {
     }
 }
 
-/// How long a busy-link reading counts: the link's rate changes less often
-/// than its queue comes and goes (a link found faster since is caught by the
-/// controller's proven speed).
-const BUSY_WINDOW: Duration = Duration::from_secs(10);
-/// The busy rate is read over the latest readings that span this much of
-/// the link's busy time.
-const BUSY_SPAN: Duration = Duration::from_secs(1);
-
-/// The link's rate while it had work queued. A frame handed over more than
-/// the path's smallest RTT before the previous frame's PUBACK was waiting
-/// before that frame had left the bottleneck (its last bit left no earlier
-/// than its PUBACK less the return trip, which is part of every RTT), so the
-/// gap between the two PUBACKs is the time the link took to carry it: the
-/// bottleneck's rate, read the way a receiver reads it from back-to-back
-/// packets. Unlike the [`DeliveryFloor`], no propagation delay or ack path
-/// is in it (at 4 Mbit/s and 3 fps those made the floor read 15 % low).
-/// Handed over later, within the RTT, the frame may have found the link
-/// idle, and the gap would read the send rate instead. Bits over gaps of the
-/// latest readings spanning [`BUSY_SPAN`] (none older than [`BUSY_WINDOW`]),
-/// so acks a broker batched (a tiny gap, then a long one) average out.
-#[derive(Debug, Default)]
-pub(crate) struct BusyRate {
-    last_ack: Option<Instant>,
-    /// (acked at, bits, gap since the previous ack), oldest first.
-    samples: VecDeque<(Instant, u64, Duration)>,
-}
-
-impl BusyRate {
-    /// `bits` handed over at `handed` were acked at `now` (acks in send
-    /// order); `rtt_min` is the path's smallest RTT, if known.
-    pub fn on_ack(&mut self, now: Instant, handed: Instant, bits: u64, rtt_min: Option<Duration>) {
-        let queued = |prev: &Instant| rtt_min.is_some_and(|r| handed + r < *prev);
-        if let Some(prev) = self.last_ack.filter(queued) {
-            self.samples
-                .push_back((now, bits, now.saturating_duration_since(prev)));
-        }
-        self.last_ack = Some(now);
-    }
-
-    /// Forget everything (the connection, and so the path, is new).
-    pub fn reset(&mut self) {
-        *self = Self::default();
-    }
-
-    /// The link's latest busy rate, bits/s; `None` without [`MIN_SPAN`] of
-    /// back-to-back acks in the last [`BUSY_WINDOW`].
-    pub fn bps(&mut self, now: Instant) -> Option<f64> {
-        while self
-            .samples
-            .front()
-            .is_some_and(|&(t, _, _)| now.saturating_duration_since(t) > BUSY_WINDOW)
-        {
-            self.samples.pop_front();
-        }
-        let (mut gaps, mut bits) = (Duration::ZERO, 0u64);
-        for &(_, b, gap) in self.samples.iter().rev() {
-            if gaps >= BUSY_SPAN {
-                break;
-            }
-            gaps += gap;
-            bits += b;
-        }
-        (gaps >= MIN_SPAN).then(|| bits as f64 / gaps.as_secs_f64())
-    }
-}
-
 /// The minimum RTT is taken over this long, so a path that got slower
 /// (a longer route) is noticed eventually.
 const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
@@ -281,66 +215,6 @@ mod tests {
         let half = r.rate_bps(t0 + Duration::from_millis(2_900)).unwrap();
         assert!(half < 0.5e6, "{half}");
         assert_eq!(r.rate_bps(t0 + Duration::from_secs(10)), Some(0.0));
-    }
-
-    #[test]
-    fn back_to_back_acks_read_the_link_and_idle_gaps_do_not() {
-        let t0 = Instant::now();
-        let ms = |m: u64| t0 + Duration::from_millis(m);
-        let rtt = Some(Duration::from_millis(40));
-        let mut b = BusyRate::default();
-        // A 2 Mbit/s link with 40 ms of round trip. 400 kbit frames every
-        // 333 ms: each is handed over 93 ms after the previous ack.
-        for i in 0..6 {
-            b.on_ack(ms(333 * i + 240), ms(333 * i), 400_000, rtt);
-        }
-        assert_eq!(b.bps(ms(2_000)), None);
-        // 180 kbit every 100 ms: handed over before the previous ack, but
-        // within its round trip, so the link idled 10 ms each time and the
-        // gaps would read the 1.8 Mbit/s send rate.
-        for i in 0..10 {
-            b.on_ack(ms(2_000 + 100 * i + 130), ms(2_000 + 100 * i), 180_000, rtt);
-        }
-        assert_eq!(b.bps(ms(3_000)), None);
-        // Now 600 kbit frames every 250 ms: a queue, 300 ms per frame.
-        for i in 0..6 {
-            b.on_ack(ms(3_400 + 300 * i), ms(3_100 + 250 * i), 600_000, rtt);
-        }
-        let rate = b.bps(ms(4_900)).unwrap();
-        assert!((rate - 2e6).abs() < 1.0, "{rate}");
-        // The latest second of busy time counts: the link got slower.
-        b.on_ack(ms(5_500), ms(5_000), 600_000, rtt);
-        for i in 1..4 {
-            b.on_ack(ms(5_500 + 600 * i), ms(5_400 + 600 * (i - 1)), 600_000, rtt);
-        }
-        let rate = b.bps(ms(7_300)).unwrap();
-        assert!((rate - 1e6).abs() < 1.0, "{rate}");
-        // Old readings expire; no RTT, no reading; a new connection starts afresh.
-        assert_eq!(b.bps(ms(17_400)), None);
-        b.on_ack(ms(17_500), ms(16_000), 600_000, None);
-        b.on_ack(ms(17_800), ms(16_000), 600_000, None);
-        assert_eq!(b.bps(ms(17_800)), None);
-        b.on_ack(ms(18_100), ms(16_000), 600_000, rtt);
-        b.reset();
-        b.on_ack(ms(18_400), ms(16_000), 600_000, rtt);
-        assert_eq!(b.bps(ms(18_400)), None);
-    }
-
-    #[test]
-    fn batched_back_to_back_acks_average_out() {
-        let t0 = Instant::now();
-        let ms = |m: u64| t0 + Duration::from_millis(m);
-        let rtt = Some(Duration::ZERO);
-        let mut b = BusyRate::default();
-        // Pairs of 200 kbit acks batched 1 ms apart, a pair every 201 ms:
-        // 2 Mbit/s, not the 200 Mbit/s one gap alone would say.
-        b.on_ack(ms(1), ms(0), 200_000, rtt);
-        for pair in 0..4 {
-            b.on_ack(ms(200 + 201 * pair), ms(0), 200_000, rtt);
-            b.on_ack(ms(201 + 201 * pair), ms(0), 200_000, rtt);
-        }
-        let rate = b.bps(ms(1_000)).unwrap();
-        assert!((rate - 2e6).abs() < 2e4, "{rate}");
     }
 
     #[test]

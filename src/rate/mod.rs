@@ -105,22 +105,45 @@
 //! most 20 %: at a few frames per second the delay shows an overshoot a
 //! second late.
 //!
-//! **Busy rate.** A frame handed over more than the path's smallest RTT
-//! before the previous frame's PUBACK waited behind that frame at the
-//! bottleneck, so the gap between the two PUBACKs is the time the link took
-//! to carry it: its bits over that gap are the link's rate, read the way a
-//! receiver reads back-to-back packets, with no propagation or ack path in
-//! it. Over the latest second of such gaps (none older than 10 s), this
-//! *busy rate* holds the target: a target above it only queues, and at a few
-//! frames per second the delay shows that a second late — which let the
-//! probe overshoot by 20 % after every rise and kept the rate out of band
-//! for seconds. A proven speed above the busy rate means the link got
-//! faster since, and the busy rate no longer holds. A decrease cuts to 0.85
-//! times the lower of the goodput and the busy rate: the goodput averages a
-//! second or more of acks, some from before a link got slower.
+//! **Link rate.** A FIFO bottleneck of rate `C` behind a fixed delay `P`
+//! acks a frame either `bits / C + P` after its hand-over, if it found the
+//! link idle, or `bits / C` after the previous frame's PUBACK, if it queued
+//! behind it. Both read `C` directly (`link_rate.rs`):
 //!
-//! Increases never take the target past twice the goodput (+10 kbit/s)
-//! unless the proven speed lifts it; the target stays within
+//! * *busy rate*: a frame handed over more than `P` before the previous
+//!   frame's PUBACK waited behind that frame, so the gap between the two
+//!   PUBACKs is the time the link took to carry it, read the way a receiver
+//!   reads back-to-back packets. Over the latest second of such gaps (none
+//!   older than 10 s).
+//! * *crossed speed*: a least-squares line through the latest idle
+//!   crossings (frames handed over after the previous PUBACK; their sizes
+//!   differ, in a ramp or by the scene's own variation) has `P` as its
+//!   intercept. It counts only if every crossing lies on it (within 10 % of
+//!   its serialisation time, +2 ms) and the sizes span a lever of at least
+//!   10 ms of serialisation; older crossings off the line, from before a
+//!   change of speed, are left out. The latest crossings' bits (up to
+//!   250 ms of serialisation, at least 100 ms, none older than 2 s) over
+//!   their times less `P` are the link's rate while no queue exists. A
+//!   decrease forgets the crossings: a line through two links fits neither.
+//!   Until a fit exists, the smallest RTT stands in for `P` as the busy
+//!   margin. At the start of a stream that RTT is mostly the first frames'
+//!   own serialisation (250 ms where `P` was 40 ms), and a queue went
+//!   unseen until it had grown that long.
+//!
+//! The fresher of the two readings is the *link rate*. It holds the
+//! target: a target above it only queues, and at a few frames per second
+//! the delay shows that a second late, which let the probe overshoot by
+//! 20 % after every rise and kept the rate out of band for seconds. A
+//! proven speed above it means the link got faster since, and it no longer
+//! holds. While the rate may increase, it lifts the target to 90 % of it
+//! at once, as a proven speed does: the proven speed reads low by the
+//! delay's share, and at 10 fps, with frames sized for the old link, stays
+//! below it after a rise. A decrease cuts to 0.85 times the lower of the
+//! goodput and the link rate: the goodput averages a second or more of
+//! acks, some from before a link got slower.
+//!
+//! Increases, lifts included, never take the target past twice the goodput
+//! (+10 kbit/s) once there is one; the target stays within
 //! `min_kbps..=max_kbps`, and after a disconnect restarts from
 //! `min(start_kbps, target / 2)` with all delay state forgotten.
 //!
@@ -159,6 +182,7 @@
 mod aimd;
 mod bucket;
 pub mod controller;
+mod link_rate;
 mod meter;
 pub mod model;
 mod overuse;
