@@ -8,11 +8,11 @@
 //!
 //! * [`BusyRate`]: the gaps between the PUBACKs of frames that queued;
 //! * [`PathDelay`]: a line through idle crossings of frames of different
-//!   sizes has `1 / C` as its slope and `P` as its intercept, so a single
-//!   crossing less `P` reads `C` while the link idles between frames, when
-//!   no queue (and so no busy rate) exists, and `P` tells the two branches
-//!   apart better than the smallest RTT, which at the start of a stream is
-//!   mostly the first frames' own serialisation.
+//!   sizes has `1 / C` as its slope and `P` as its intercept, so the latest
+//!   crossings' times less `P` read `C` while the link idles between
+//!   frames, when no queue (and so no busy rate) exists; and `P` tells the
+//!   two branches apart better than the smallest RTT, which at the start of
+//!   a stream is mostly the first frames' own serialisation.
 //!
 //! [`LinkRate`] keeps both and reports the fresher reading.
 
