@@ -33,8 +33,8 @@ fn auto_rate_follows_a_stepping_link() {
     let log = std::fs::read_to_string(setup.workdir.join("fchmd.log")).unwrap_or_default();
     for s in &r.steps {
         // Settling time and utilisation vary run to run on a shared machine
-        // (printed above). This test, debug build, printed 0.5 / 3.5 / 2.5 s
-        // here (an earlier revision 0.7 / 2.4 / 1.7 s), at 92-98 %
+        // (printed above). This test, debug build, printed 0.6 / 1.6 / 2.6,
+        // 0.6 / 2.6 / 1.6 and 0.5 / 3.5 / 2.5 s here, at 88-97 %
         // utilisation; four runs of `fchm bench rate` (README), where the
         // issue's 3 s goal is reported, printed 0.6-0.7 / 1.6-1.7 /
         // 2.6-2.7 s. The settle bound is twice that goal, room for a loaded
