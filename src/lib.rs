@@ -11,6 +11,7 @@ pub use fchm_codec as core;
 pub mod bench;
 pub mod capture;
 pub mod cli;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod edge;

@@ -292,9 +292,7 @@ pub async fn run(setup: &DaemonSetup, sc: &Scenario, broker: SocketAddr) -> Resu
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let start = Instant::now();
-    let start_unix_us = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64);
+    let start_unix_us = crate::clock::unix_us();
     link.restart_clock(start);
     *clock.lock().expect("clock") = Some(start_unix_us);
     let total: f64 = sc.steps.iter().map(|s| s.secs).sum();

@@ -2,7 +2,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -345,12 +344,6 @@ fn load_bundle(dir: &Path, role: Role) -> Result<Bundle> {
     Bundle::load(dir, role).with_context(|| format!("loading bundle {}", dir.display()))
 }
 
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
 fn encode(a: EncodeArgs) -> Result<()> {
     let bundle = load_bundle(&a.bundle, Role::Edge)?;
     let gain = match (a.gain, a.bpp) {
@@ -369,7 +362,7 @@ fn encode(a: EncodeArgs) -> Result<()> {
     let feats = enc.features(&img)?;
     let meta = FrameMeta {
         sequence: a.sequence,
-        timestamp_us: now_us(),
+        timestamp_us: crate::clock::unix_us(),
     };
     let frame = enc.encode(&feats, gain, meta)?;
     write_frame(&frame, &a.output, a.symbols.as_deref())?;

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use image::RgbImage;
@@ -30,6 +30,7 @@ use super::control::{Limits, RateControl, Settings};
 use super::queue::DropOldest;
 use super::stats::{EdgeCounters, StatsBuilder};
 use crate::capture::{self, CaptureOptions, Reopening, Source, SourceSpec};
+use crate::clock::unix_us;
 use crate::codec::{EncodeError, FeatureEncoder, Features, FrameMeta};
 use crate::config::{Broker, Config, RateMode};
 use crate::core::container::Layer;
@@ -62,13 +63,6 @@ struct Captured {
     sequence: u64,
     capture_us: u64,
     image: RgbImage,
-}
-
-fn unix_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
 
 /// Where the session connects, starting the embedded broker if configured.
@@ -303,18 +297,22 @@ impl EncoderCtx {
             }
         };
         let bits = encoded.bytes.len() as f64 * 8.0;
+        // The prediction is read before `observe` updates it, and only when
+        // it is logged.
         let predicted = {
             let mut p = lock(&self.planner);
-            let predicted = p.model().bits_at(gain);
+            let predicted = log::log_enabled!(log::Level::Debug).then(|| p.model().bits_at(gain));
             p.observe(gain, bits);
             predicted
         };
-        // One line a frame: with the uplink's "acked" lines, the trace that
-        // shows where a link's capacity goes (target → gain → bits → ack).
-        log::debug!(
-            sequence = frame.sequence, capture_us = frame.capture_us, target_kbps = target, gain = gain, predicted_bits = predicted, bits = bits;
-            "frame coded: gain {gain:.3}, {bits:.0} bits ({predicted:.0} predicted), target {target:.0} kbit/s"
-        );
+        if let Some(predicted) = predicted {
+            // One line a frame: with the uplink's "acked" lines, the trace that
+            // shows where a link's capacity goes (target → gain → bits → ack).
+            log::debug!(
+                sequence = frame.sequence, capture_us = frame.capture_us, target_kbps = target, gain = gain, predicted_bits = predicted, bits = bits;
+                "frame coded: gain {gain:.3}, {bits:.0} bits ({predicted:.0} predicted), target {target:.0} kbit/s"
+            );
+        }
         self.counters.encoded.fetch_add(1, Relaxed);
         self.counters
             .encoded_bytes

@@ -6,7 +6,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
@@ -135,10 +134,7 @@ impl StatsBuilder {
             .lock()
             .map(|s| mode_name(s.mode))
             .unwrap_or_default();
-        let ts_us = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_micros() as u64)
-            .unwrap_or(0);
+        let ts_us = crate::clock::unix_us();
         let rates = json!({
             "ts_us": ts_us,
             "interval_s": link.interval_s,

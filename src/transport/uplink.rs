@@ -27,7 +27,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use fchm_codec::container::{FrameRef, Layer};
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Incoming, Outgoing, QoS};
@@ -38,6 +38,7 @@ use super::backoff::Backoff;
 use super::mqtt::SessionConfig;
 use super::spool::Spool;
 use super::topics::{Topics, SETTABLE};
+use crate::clock::unix_us;
 use crate::rate::Controller;
 
 /// One encoded frame on its way to the broker.
@@ -194,13 +195,6 @@ pub struct Uplink {
     report: LinkReport,
     latencies: Vec<f64>,
     interval_start: Instant,
-}
-
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
@@ -596,12 +590,14 @@ impl Uplink {
         let (sent_at, len, capture_us) = (f.sent_at.unwrap_or(now), f.len, f.capture_us);
         let queued_at = f.queued_at;
         let machine = f.layer == Layer::Machine;
-        let ms = |since: Instant| now.saturating_duration_since(since).as_secs_f64() * 1e3;
-        let (rtt_ms, handover_ms) = (ms(sent_at), ms(queued_at));
-        log::debug!(
-            sequence = f.sequence, at_us = now_us(), bytes = len, rtt_ms = rtt_ms, handover_ms = handover_ms;
-            "acked: {len} bytes, {rtt_ms:.0} ms after the write, {handover_ms:.0} ms after the hand-over"
-        );
+        if log::log_enabled!(log::Level::Debug) {
+            let ms = |since: Instant| now.saturating_duration_since(since).as_secs_f64() * 1e3;
+            let (rtt_ms, handover_ms) = (ms(sent_at), ms(queued_at));
+            log::debug!(
+                sequence = f.sequence, at_us = unix_us(), bytes = len, rtt_ms = rtt_ms, handover_ms = handover_ms;
+                "acked: {len} bytes, {rtt_ms:.0} ms after the write, {handover_ms:.0} ms after the hand-over"
+            );
+        }
         if let Ok(mut c) = self.controller.lock() {
             c.on_ack(now, sent_at, len);
             c.on_delivered(now, queued_at, len);
@@ -609,7 +605,7 @@ impl Uplink {
         // An aux frame of an older frame (`frame:<seq>`) would skew the latencies.
         if machine {
             self.latencies
-                .push(now_us().saturating_sub(capture_us) as f64 / 1000.0);
+                .push(unix_us().saturating_sub(capture_us) as f64 / 1000.0);
         }
         while self.in_flight.front().is_some_and(|f| f.acked) {
             let f = self.in_flight.pop_front().expect("checked");
