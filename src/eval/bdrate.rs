@@ -213,6 +213,18 @@ pub fn bd_rate(anchor: &[RatePoint], test: &[RatePoint]) -> Result<BdRate, Strin
     })
 }
 
+/// The quality a codec reaches at `rate`, read off its rate–quality frontier
+/// (PCHIP over log rate, as [`bd_rate`] reads rate off quality); `None`
+/// outside the frontier's rates or with fewer than two frontier points: a
+/// curve is not extrapolated.
+pub fn quality_at(points: &[RatePoint], rate: f64) -> Option<f64> {
+    let (q, lr): (Vec<f64>, Vec<f64>) = frontier(points).into_iter().unzip();
+    let curve = Pchip::new(&lr, &q)?;
+    let (lo, hi) = curve.domain();
+    let t = rate.ln();
+    (lo..=hi).contains(&t).then(|| curve.eval(t))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +242,28 @@ mod tests {
         (0.3, 0.8),
         (0.8, 0.9),
     ];
+
+    #[test]
+    fn quality_at_reads_the_frontier_and_does_not_extrapolate() {
+        let c = curve(&A);
+        for &(rate, quality) in &A {
+            let q = quality_at(&c, rate).unwrap();
+            assert!((q - quality).abs() < 1e-12, "{rate}: {q}");
+        }
+        // Between knots the monotone interpolant stays between them.
+        let q = quality_at(&c, 0.15).unwrap();
+        assert!(q > 0.45 && q < 0.8, "{q}");
+        assert_eq!(quality_at(&c, 0.019), None);
+        assert_eq!(quality_at(&c, 0.81), None);
+        // A dominated point is not on the frontier: it changes nothing.
+        let mut worse = c.clone();
+        worse.push(RatePoint {
+            rate: 0.2,
+            quality: 0.2,
+        });
+        assert_eq!(quality_at(&worse, 0.15), quality_at(&c, 0.15));
+        assert_eq!(quality_at(&c[..1], 0.02), None);
+    }
 
     #[test]
     fn identical_curves_give_zero() {

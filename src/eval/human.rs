@@ -19,6 +19,9 @@
 //! - **BD-rate** (PSNR and MS-SSIM): [`bdrate::bd_rate`] over each curve's
 //!   rate–quality frontier; the fchm curves are the frontier of every
 //!   (machine gain, aux gain) pair. Negative = fchm needs fewer bits.
+//! - **Machine floor**: per machine gain, JPEG's PSNR at the machine payload
+//!   alone and at that payload / [`GOAL_RATE_SHARE`], the least the view must
+//!   reach to match JPEG's bits or to meet the goal ([`MachineFloor`]).
 
 use std::fmt::Write as _;
 use std::fs;
@@ -87,11 +90,97 @@ pub struct HumanBdRate {
     pub entry: BdRateEntry,
 }
 
+/// The issue's goal for the human view: at most this share of JPEG's bits
+/// at equal PSNR (30 % fewer).
+pub const GOAL_RATE_SHARE: f64 = 0.7;
+
+/// What one machine gain's payload alone leaves the human view. Every fchm
+/// point at that gain is charged the machine payload M whatever its aux gain,
+/// and the anchor's PSNR rises with its rate, so at total rate M + A ≥ M the
+/// view must reach at least the anchor's PSNR at M to match the anchor's
+/// bits, and at least its PSNR at M / [`GOAL_RATE_SHARE`] to meet the goal.
+/// These are lower bounds read off the anchor's own curve: a machine layer
+/// whose payload alone buys the anchor more PSNR than the view reaches makes
+/// the goal unreachable at that gain, whatever the aux layer does.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MachineFloor {
+    pub machine_gain: f32,
+    pub machine_bpp: f64,
+    pub anchor: String,
+    /// The anchor's PSNR at `machine_bpp`; `None` outside its measured rates.
+    pub anchor_psnr_at_machine_bpp: Option<f64>,
+    /// The anchor's PSNR at `machine_bpp / GOAL_RATE_SHARE`; `None` outside its rates.
+    pub anchor_psnr_for_goal: Option<f64>,
+    /// The best fast view at this machine gain (any aux gain).
+    pub fast_psnr: f64,
+}
+
+/// One codec's rows as (total bpp, PSNR) points.
+fn psnr_curve(points: &[HumanRow], codec: &str) -> Vec<RatePoint> {
+    points
+        .iter()
+        .filter(|p| p.codec == codec)
+        .map(|p| RatePoint {
+            rate: p.bpp,
+            quality: p.psnr,
+        })
+        .collect()
+}
+
+impl MachineFloor {
+    /// One floor per machine gain of the fast rows, against the anchor rows.
+    pub fn of(points: &[HumanRow], anchor: &str) -> Vec<Self> {
+        let curve = psnr_curve(points, anchor);
+        let mut out: Vec<Self> = Vec::new();
+        for p in points.iter().filter(|p| p.codec == "fast") {
+            let (Some(mg), Some(mb)) = (p.machine_gain, p.machine_bpp) else {
+                continue;
+            };
+            match out.iter_mut().find(|f| f.machine_gain == mg) {
+                Some(f) => f.fast_psnr = f.fast_psnr.max(p.psnr),
+                None => out.push(Self {
+                    machine_gain: mg,
+                    machine_bpp: mb,
+                    anchor: anchor.to_owned(),
+                    anchor_psnr_at_machine_bpp: bdrate::quality_at(&curve, mb),
+                    anchor_psnr_for_goal: bdrate::quality_at(&curve, mb / GOAL_RATE_SHARE),
+                    fast_psnr: p.psnr,
+                }),
+            }
+        }
+        out
+    }
+
+    fn describe(&self) -> String {
+        let db = |v: Option<f64>| {
+            v.map_or_else(
+                || format!("(outside {}'s measured rates)", self.anchor),
+                |q| format!("{q:.2} dB"),
+            )
+        };
+        format!(
+            "machine gain {}: the machine payload alone is {:.4} bpp, at which {} reaches {}; \
+             the view needs at least that to match {}'s bits and {} for {:.0} % fewer; \
+             the fast view reaches {:.2} dB",
+            self.machine_gain,
+            self.machine_bpp,
+            self.anchor,
+            db(self.anchor_psnr_at_machine_bpp),
+            self.anchor,
+            db(self.anchor_psnr_for_goal),
+            (1.0 - GOAL_RATE_SHARE) * 100.0,
+            self.fast_psnr
+        )
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct HumanSummary {
     pub images: usize,
     pub image_files: Vec<String>,
     pub bd_rate: Vec<HumanBdRate>,
+    /// Per machine gain, what its payload alone leaves the fast view against JPEG.
+    pub machine_floor: Vec<MachineFloor>,
     pub points: Vec<HumanRow>,
     /// Denoiser evaluations per second (diffusion sampling, one thread of tract).
     pub diffusion_steps_per_s: Option<f64>,
@@ -142,6 +231,9 @@ impl HumanSummary {
                 b.images,
                 b.entry.describe().replace("mAP", b.metric.as_str())
             );
+        }
+        for f in &self.machine_floor {
+            let _ = writeln!(s, "{}", f.describe());
         }
         if let (Some(r), Some(n)) = (self.diffusion_steps_per_s, self.diffusion_steps) {
             let _ = writeln!(
@@ -464,23 +556,13 @@ pub fn run(cfg: &HumanEvalConfig) -> Result<HumanSummary> {
         ("webp", "WebP", RGBColor(44, 160, 44)),
     ]
     .iter()
-    .map(|&(codec, label, colour)| {
-        let pts: Vec<RatePoint> = points
+    .map(|&(codec, label, colour)| plot::Series {
+        label: label.to_owned(),
+        points: bdrate::frontier(&psnr_curve(&points, codec))
             .iter()
-            .filter(|p| p.codec == codec)
-            .map(|p| RatePoint {
-                rate: p.bpp,
-                quality: p.psnr,
-            })
-            .collect();
-        plot::Series {
-            label: label.to_owned(),
-            points: bdrate::frontier(&pts)
-                .iter()
-                .map(|&(q, lr)| (lr.exp(), q))
-                .collect(),
-            colour,
-        }
+            .map(|&(q, lr)| (lr.exp(), q))
+            .collect(),
+        colour,
     })
     .filter(|s| !s.points.is_empty())
     .collect();
@@ -500,6 +582,7 @@ pub fn run(cfg: &HumanEvalConfig) -> Result<HumanSummary> {
         images: files.len(),
         image_files: files.iter().map(|f| f.display().to_string()).collect(),
         bd_rate: bd,
+        machine_floor: MachineFloor::of(&points, Baseline::Jpeg.name()),
         points,
         diffusion_steps_per_s: (diff_steps > 0).then(|| diff_steps as f64 / diff_s),
         diffusion_steps: (diff_steps > 0).then_some(steps),
@@ -540,4 +623,58 @@ fn write_grid(path: &Path, rows: &[[RgbImage; 4]]) -> Result<()> {
     }
     out.save_with_format(path, image::ImageFormat::Png)
         .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(
+        codec: &str,
+        mg: Option<f32>,
+        bpp: f64,
+        machine_bpp: Option<f64>,
+        psnr: f64,
+    ) -> HumanRow {
+        HumanRow {
+            codec: codec.to_owned(),
+            machine_gain: mg,
+            aux_gain: mg.map(|_| 1.0),
+            quality: None,
+            images: 1,
+            bpp,
+            machine_bpp,
+            aux_bpp: machine_bpp.map(|m| bpp - m),
+            psnr,
+            ms_ssim: 0.9,
+        }
+    }
+
+    #[test]
+    fn the_machine_floor_reads_the_anchor_at_the_machine_payload() {
+        // JPEG: 30 dB at 0.4 bpp, 34 dB at 0.8 bpp, 38 dB at 1.6 bpp.
+        let mut points = vec![
+            row("jpeg", None, 0.4, None, 30.0),
+            row("jpeg", None, 0.8, None, 34.0),
+            row("jpeg", None, 1.6, None, 38.0),
+            row("webp", None, 0.1, None, 40.0),
+        ];
+        // Machine gain 2: payload 0.4 bpp (two aux gains); gain 8: 1.6 bpp.
+        points.push(row("fast", Some(2.0), 0.5, Some(0.4), 24.0));
+        points.push(row("fast", Some(2.0), 0.7, Some(0.4), 25.0));
+        points.push(row("fast", Some(8.0), 1.7, Some(1.6), 27.0));
+        let f = MachineFloor::of(&points, "jpeg");
+        assert_eq!(f.len(), 2);
+        assert_eq!((f[0].machine_gain, f[0].machine_bpp), (2.0, 0.4));
+        assert_eq!(f[0].fast_psnr, 25.0, "the best view at that gain");
+        assert!((f[0].anchor_psnr_at_machine_bpp.unwrap() - 30.0).abs() < 1e-9);
+        // 0.4 / 0.7 = 0.571 bpp lies between JPEG's 0.4 and 0.8 bpp points.
+        let goal = f[0].anchor_psnr_for_goal.unwrap();
+        assert!(goal > 30.0 && goal < 34.0, "{goal}");
+        // 1.6 / 0.7 bpp is beyond JPEG's measured rates: no figure is made up.
+        assert!((f[1].anchor_psnr_at_machine_bpp.unwrap() - 38.0).abs() < 1e-9);
+        assert_eq!(f[1].anchor_psnr_for_goal, None);
+        let text = f[1].describe();
+        assert!(text.contains("outside jpeg's measured rates"), "{text}");
+    }
 }

@@ -13,6 +13,9 @@ will see. Stages (each logs its loss):
    unit-variance residual (image - fast image);
 3. the FCN: the prior frozen, zero-convolution injections trained (ControlNet).
 
+The fast stage is saved on its own (models/cache, named by its recipe);
+`--resume` reuses it, e.g. to retrain only the diffusion stages.
+
 On a GPU: `--device cuda --steps-scale 20` trains every stage twenty times
 longer (docs/human-layer.md; the CUDA path has not been run here).
 """
@@ -20,6 +23,7 @@ longer (docs/human-layer.md; the CUDA path has not been run here).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import random
@@ -121,6 +125,12 @@ def crops(d: dict, batch: int, crop: int, rng: np.random.Generator, keys=("x", "
                 ).float().to(device)
             )
         yield out
+
+
+def stage_tag(cfg: HvcnConfig, steps: int, batch: int) -> str:
+    """A short name for one stage's recipe, so a saved stage is reused only for the same one."""
+    blob = json.dumps({"cfg": cfg.to_dict(), "steps": steps, "batch": batch}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
 def cosine(opt, steps):
@@ -306,6 +316,7 @@ def main(argv=None):
     ap.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's steps")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="torch device for training (cuda on a GPU machine)")
+    ap.add_argument("--resume", action="store_true", help="reuse a fast stage saved by an earlier run of the same config")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -324,7 +335,7 @@ def main(argv=None):
         train_s, val_s = train_s[:6], val_s[:2]
     else:
         cfg = HvcnConfig(nf=48, blocks=3)
-        steps, batch, augment_k = (3000, 1500, 1500), 8, 1
+        steps, batch, augment_k = (18000, 3000, 3000), 8, 1
     steps = tuple(max(1, int(s * args.steps_scale)) for s in steps)
 
     key = f"hvcn-{'smoke' if args.smoke else 'full'}-{machine_manifest['bundle_id'][:12]}-{augment_k}"
@@ -338,7 +349,20 @@ def main(argv=None):
     log(f"training on {d['x'].shape[0]} views")
 
     dev = args.device
-    acn, dec = train_fast(d, cfg, steps[0], batch, 48 if not args.smoke else 32, 0.01, 5e-4, 0, log, dev)
+    # The fast stage is saved on its own so that the diffusion stages can be
+    # rerun (--resume) and the fast path evaluated while they train.
+    fast_ckpt = args.cache / f"{key}-fast-{stage_tag(cfg, steps[0], batch)}.pt"
+    if args.resume and fast_ckpt.exists():
+        log(f"fast stage from {fast_ckpt}")
+        acn, dec = Acn(cfg), FastDecoder(cfg)
+        state = torch.load(fast_ckpt)
+        acn.load_state_dict(state["acn"])
+        dec.load_state_dict(state["fast"])
+        acn.eval()
+        dec.eval()
+    else:
+        acn, dec = train_fast(d, cfg, steps[0], batch, 48 if not args.smoke else 32, 0.01, 5e-4, 0, log, dev)
+        torch.save({"acn": acn.state_dict(), "fast": dec.state_dict(), "cfg": cfg.to_dict()}, fast_ckpt)
     d["fast"] = fast_images(d, acn, dec, cfg, 1)
     r = (d["x"].astype(np.float32) - d["fast"].astype(np.float32)) / 255.0
     scale = float(1.0 / max(r.std(), 1e-3))
