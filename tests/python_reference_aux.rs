@@ -98,8 +98,8 @@ fn python_encoded_aux_stream_decodes_identically_in_rust() {
 
     // The analysis: the same inputs (image, P normalised at gain 1) on two
     // engines. Measured on the committed bundle: max |diff| 0.061, mean
-    // 0.0028 (|ya| up to 45; the first bundle's latent, up to 20, gave 0.027
-    // and 0.0015); an image one level brighter gave 0.19 and 0.014, P
+    // 0.0028 (|ya| up to 45). The first bundle (|ya| up to 20) gave 0.027 and
+    // 0.0015, and there an image one level brighter gave 0.19 and 0.014, P
     // uncentred 6.7 and 0.5.
     let py_ya = floats(&j["ya"]);
     assert_eq!(ya.len(), py_ya.len(), "ya length");
