@@ -22,9 +22,10 @@ import torch
 
 from . import data, metrics
 from .detector import postprocess, prepare_image
+from .device import training_device
 from .export import export_graphs, sha256_file, write_manifest
 from .refcodec import RefCodec, run, session
-from .train import TrainConfig, normalise, train
+from .train import TrainConfig, train
 from .vfcn import VfcnConfig
 
 CONTAINER_OVERHEAD = 57 + 2 * 11 + 4  # frame header, two substream descriptors, CRC (docs/bitstream.md)
@@ -88,8 +89,16 @@ def main(argv=None):
     ap.add_argument("--lmbda", type=float, help="override the rate-distortion trade-off")
     ap.add_argument("--init", type=Path, help="start from this state dict (continue a training)")
     ap.add_argument("--lr", type=float, help="override the learning rate")
+    ap.add_argument(
+        "--task-beta", type=float, help="weight of the detector head's distortion in the loss (default 0: feature MSE only)"
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core machine)")
+    ap.add_argument("--device", default="cpu", help="torch device for training (cuda on a GPU machine)")
     args = ap.parse_args(argv)
+    try:
+        device = training_device(args.device)
+    except ValueError as e:
+        ap.error(str(e))
     torch.set_num_threads(args.threads)
     t0 = time.time()
     out = args.out
@@ -112,6 +121,8 @@ def main(argv=None):
         tcfg.lmbda = args.lmbda
     if args.lr:
         tcfg.lr = args.lr
+    if args.task_beta is not None:
+        tcfg.task_beta = args.task_beta
 
     key = f"{'smoke' if args.smoke else 'full'}-{sha256_file(out / 'front.onnx')[:12]}-{augment_k}"
     cache_file = args.cache / f"features-{key}.npy"
@@ -126,7 +137,7 @@ def main(argv=None):
     if args.init:
         init = {k: v for k, v in torch.load(args.init).items() if not k.endswith(_TABLE_BUFFERS)}
         print(f"continuing from {args.init}", flush=True)
-    net = train(normalise(feats).astype(np.float16), vcfg, tcfg, log=lambda s: print(s, flush=True), init=init)
+    net = train(feats, vcfg, tcfg, log=lambda s: print(s, flush=True), init=init, task_back=out / "task_back.onnx", device=device)
 
     torch.save(net.state_dict(), args.cache / f"vfcn-{key}.pt")  # before export: a failed export keeps the training
     graphs = export_graphs(net, out)

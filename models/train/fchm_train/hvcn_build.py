@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from . import data
 from .detector import prepare_image
+from .device import training_device
 from .export import OPSET, bundle_id, entropy_tables, export_onnx, sha256_file
 from .hvcn import (
     AUX_HW,
@@ -318,6 +319,10 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu", help="torch device for training (cuda on a GPU machine)")
     ap.add_argument("--resume", action="store_true", help="reuse a fast stage saved by an earlier run of the same config")
     args = ap.parse_args(argv)
+    try:
+        dev = training_device(args.device)
+    except ValueError as e:
+        ap.error(str(e))
     torch.set_num_threads(args.threads)
     t0 = time.time()
     out = args.out
@@ -348,7 +353,6 @@ def main(argv=None):
         np.savez(cache_file, **d)
     log(f"training on {d['x'].shape[0]} views")
 
-    dev = args.device
     # The fast stage is saved on its own so that the diffusion stages can be
     # rerun (--resume) and the fast path evaluated while they train.
     fast_ckpt = args.cache / f"{key}-fast-{stage_tag(cfg, steps[0], batch)}.pt"
