@@ -97,7 +97,6 @@ fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     out
 }
 
-/// Render the plot; `text` = false draws only axes, grid and curves.
 /// The quantity on the y axis and its range.
 #[derive(Debug, Clone, Copy)]
 pub struct YAxis {
@@ -137,6 +136,52 @@ impl YAxis {
     }
 }
 
+/// Where the legend goes: the first of lower right, upper left, upper right and
+/// lower left whose box hides the fewest samples of the curves (points and
+/// their segments, in the plot's log-x coordinates). One fixed corner hid the
+/// end of a curve as soon as the curves stopped rising to the right.
+fn legend_corner(series: &[Series], x: (f64, f64), y: YAxis) -> SeriesLabelPosition {
+    // The box's share of the plot: long labels, a row per series.
+    let (w, h) = (0.4, 0.08 + 0.05 * series.len() as f64);
+    let unit = |(px, py): (f64, f64)| {
+        (
+            (px.ln() - x.0.ln()) / (x.1.ln() - x.0.ln()),
+            (py - y.lo) / (y.hi - y.lo),
+        )
+    };
+    const STEPS: usize = 16;
+    let samples: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| {
+            let points = s.points.iter().map(|&p| unit(p));
+            let segments = s.points.windows(2).flat_map(move |seg| {
+                let (a, b) = (unit(seg[0]), unit(seg[1]));
+                (1..STEPS).map(move |i| {
+                    let t = i as f64 / STEPS as f64;
+                    (a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t)
+                })
+            });
+            points.chain(segments)
+        })
+        .collect();
+    let left = (0.0, w);
+    let right = (1.0 - w, 1.0);
+    let (top, bottom) = ((1.0 - h, 1.0), (0.0, h));
+    [
+        (SeriesLabelPosition::LowerRight, right, bottom),
+        (SeriesLabelPosition::UpperLeft, left, top),
+        (SeriesLabelPosition::UpperRight, right, top),
+        (SeriesLabelPosition::LowerLeft, left, bottom),
+    ]
+    .into_iter()
+    .min_by_key(|(_, (x0, x1), (y0, y1))| {
+        let inside = |&&(u, v): &&(f64, f64)| u >= *x0 && u <= *x1 && v >= *y0 && v <= *y1;
+        samples.iter().filter(inside).count()
+    })
+    .map_or(SeriesLabelPosition::LowerRight, |(corner, _, _)| corner)
+}
+
+/// Render the plot; `text` = false draws only axes, grid and curves.
 pub fn render(title: &str, series: &[Series], y: YAxis, text: bool) -> Result<RgbImage> {
     let shown: Vec<Series> = series
         .iter()
@@ -241,7 +286,7 @@ pub fn render(title: &str, series: &[Series], y: YAxis, text: bool) -> Result<Rg
         if text {
             chart
                 .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
+                .position(legend_corner(&shown, (lo, hi), y))
                 .background_style(WHITE.mix(0.9))
                 .border_style(BLACK)
                 .label_font((FAMILY, 18))
@@ -313,6 +358,47 @@ mod tests {
         assert_eq!(tick(0.125), "0.125");
         assert_eq!(tick(20.0), "20");
         assert_eq!(tick(300.0), "300");
+    }
+
+    fn curve(points: &[(f64, f64)]) -> Series {
+        Series {
+            label: "c".into(),
+            points: points.to_vec(),
+            colour: BLUE,
+        }
+    }
+
+    #[test]
+    fn the_legend_avoids_the_curves() {
+        let y = YAxis {
+            desc: "q",
+            lo: 0.0,
+            hi: 1.0,
+        };
+        let x = (0.1, 10.0);
+        // Rising to the right (the machine plot): the lower right is free.
+        let rising = [curve(&[(0.15, 0.1), (1.0, 0.6), (8.0, 0.95)])];
+        assert!(matches!(
+            legend_corner(&rising, x, y),
+            SeriesLabelPosition::LowerRight
+        ));
+        // A flat low curve across the plot and one rising to the upper right
+        // (the human plot): only the upper left is free.
+        let human = [
+            curve(&[(0.3, 0.05), (1.0, 0.1), (9.0, 0.12)]),
+            curve(&[(0.3, 0.1), (9.0, 0.95)]),
+        ];
+        assert!(matches!(
+            legend_corner(&human, x, y),
+            SeriesLabelPosition::UpperLeft
+        ));
+        // Segments count, not only points: a line crossing the lower right
+        // between two points outside it still rules that corner out.
+        let crossing = [curve(&[(0.2, 0.02), (9.5, 0.15)])];
+        assert!(!matches!(
+            legend_corner(&crossing, x, y),
+            SeriesLabelPosition::LowerRight
+        ));
     }
 
     #[test]
