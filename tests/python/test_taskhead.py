@@ -78,9 +78,10 @@ def test_training_with_the_task_term(bundle, p):
     feats = np.repeat(p.astype(np.float16), 2, axis=0)
     cfg = TrainConfig(steps=2, batch=2, crop=32, log_every=1, task_beta=100.0)
     logs = []
-    net = train(feats, VfcnConfig(n=8, m=24, nz=4, nh=8, nd=8), cfg, log=logs.append, task_back=bundle / "task_back.onnx")
+    tiny = VfcnConfig(n=8, m=24, nz=4, nh=8, nd=8)
+    net = train(feats, tiny, cfg, log=logs.append, task_back=bundle / "task_back.onnx")
     assert not net.training and len(logs) == 2
     task = [float(line.split(" task ")[1].split()[0]) for line in logs]
     assert all(t > 0 for t in task), logs
     with pytest.raises(ValueError, match="task_back"):
-        train(feats, VfcnConfig(n=8, m=24, nz=4, nh=8, nd=8), cfg)
+        train(feats, tiny, cfg)

@@ -90,7 +90,9 @@ def main(argv=None):
     ap.add_argument("--init", type=Path, help="start from this state dict (continue a training)")
     ap.add_argument("--lr", type=float, help="override the learning rate")
     ap.add_argument(
-        "--task-beta", type=float, help="weight of the detector head's distortion in the loss (default 0: feature MSE only)"
+        "--task-beta",
+        type=float,
+        help="weight of the detector head's distortion in the loss (default 0: feature MSE only)",
     )
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy 2-core machine)")
     ap.add_argument("--device", default="cpu", help="torch device for training (cuda on a GPU machine)")
@@ -137,7 +139,15 @@ def main(argv=None):
     if args.init:
         init = {k: v for k, v in torch.load(args.init).items() if not k.endswith(_TABLE_BUFFERS)}
         print(f"continuing from {args.init}", flush=True)
-    net = train(feats, vcfg, tcfg, log=lambda s: print(s, flush=True), init=init, task_back=out / "task_back.onnx", device=device)
+    net = train(
+        feats,
+        vcfg,
+        tcfg,
+        log=lambda s: print(s, flush=True),
+        init=init,
+        task_back=out / "task_back.onnx",
+        device=device,
+    )
 
     torch.save(net.state_dict(), args.cache / f"vfcn-{key}.pt")  # before export: a failed export keeps the training
     graphs = export_graphs(net, out)

@@ -63,13 +63,8 @@ class TaskHead(nn.Module):
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             if node.op_type not in _OPS:
                 raise ValueError(f"{task_back}: op {node.op_type} (node {node.name}) is not supported by TaskHead")
-            if node.op_type == "Resize" and (attrs.get("mode") != b"linear" or attrs.get("coordinate_transformation_mode") != b"asymmetric"):
-                raise ValueError(f"{task_back}: Resize {node.name} is not linear/asymmetric")
             if node.op_type == "Resize":
-                sizes = [int(v) for v in numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == node.input[3]))]
-                src = shapes.get(node.input[0], [])
-                if len(src) != 4 or sizes != src[:2] + [2 * src[2], 2 * src[3]]:
-                    raise ValueError(f"{task_back}: Resize {node.name} from {src} to {sizes} is not a x2 upsampling")
+                _check_upsample2(task_back, model, node, attrs, shapes)
             self._nodes.append((node.op_type, list(node.input), node.output[0], attrs))
 
     def _value(self, env: dict, name: str):
@@ -82,13 +77,25 @@ class TaskHead(nn.Module):
         return env[HEATMAP_LOGITS], env[SIZE_LOGITS]
 
 
+def _check_upsample2(path: Path, model, node, attrs: dict, shapes: dict) -> None:
+    """The Resize op is interpreted as upsample2_asymmetric: refuse any other."""
+    if attrs.get("mode") != b"linear" or attrs.get("coordinate_transformation_mode") != b"asymmetric":
+        raise ValueError(f"{path}: Resize {node.name} is not linear/asymmetric")
+    sizes = next(i for i in model.graph.initializer if i.name == node.input[3])
+    sizes = [int(v) for v in numpy_helper.to_array(sizes)]
+    src = shapes.get(node.input[0], [])
+    if len(src) != 4 or sizes != src[:2] + [2 * src[2], 2 * src[3]]:
+        raise ValueError(f"{path}: Resize {node.name} from {src} to {sizes} is not a x2 upsampling")
+
+
 def _conv(head, env, inputs, a):
     x, w = head._value(env, inputs[0]), head._value(env, inputs[1])
     b = head._value(env, inputs[2]) if len(inputs) > 2 and inputs[2] else None
     pads = a.get("pads", [0, 0, 0, 0])
     if pads[0] != pads[2] or pads[1] != pads[3]:
         x, pads = F.pad(x, (pads[1], pads[3], pads[0], pads[2])), [0, 0, 0, 0]
-    return F.conv2d(x, w, b, a.get("strides", [1, 1]), (pads[0], pads[1]), a.get("dilations", [1, 1]), a.get("group", 1))
+    stride, dilation = a.get("strides", [1, 1]), a.get("dilations", [1, 1])
+    return F.conv2d(x, w, b, stride, (pads[0], pads[1]), dilation, a.get("group", 1))
 
 
 def _binary(fn):
