@@ -33,24 +33,20 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 100
     # Weight of the detector head's distortion (0: feature MSE alone). The head
-    # needs raw P, so train() is given the frames' ranges with the features.
+    # reads raw P, so the batches carry each frame's range to undo IVN.
     task_beta: float = 0.0
 
 
-def ranges(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame (min, max - min) of [N, C, H, W] features, float32 [N, 1, 1, 1]:
-    what IVN normalises each frame by."""
-    lo = p.min(axis=(1, 2, 3), keepdims=True).astype(np.float32)
-    hi = p.max(axis=(1, 2, 3), keepdims=True).astype(np.float32)
-    return lo, np.maximum(hi - lo, 1e-6)
-
-
-def normalise(p: np.ndarray) -> np.ndarray:
+def normalise(p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-frame min-max normalisation of [N, C, H, W] features, centred on 0
     (values in [-0.5, 0.5]): IVN's first half. Centring lets the bias-free
-    LeakyReLUs act on the signal instead of on a large constant offset."""
-    lo, span = ranges(p)
-    return (p.astype(np.float32) - lo) / span - 0.5
+    LeakyReLUs act on the signal instead of on a large constant offset.
+    Returns the normalised features and each frame's (min, max - min),
+    float32 [N, 1, 1, 1], which undo it."""
+    p = p.astype(np.float32)
+    lo = p.min(axis=(1, 2, 3), keepdims=True)
+    span = np.maximum(p.max(axis=(1, 2, 3), keepdims=True) - lo, 1e-6)
+    return (p - lo) / span - 0.5, lo, span
 
 
 def batches(feats: np.ndarray, frame_ranges, cfg: TrainConfig, rng: np.random.Generator, device="cpu"):
@@ -96,13 +92,13 @@ def train(
     `init`: a state dict to continue from (entropy-table buffers removed).
     `task_back`: the detector back end's graph, needed when cfg.task_beta > 0.
     The model comes back on the CPU, ready to export."""
-    frame_ranges = ranges(train_feats)
-    train_feats = normalise(train_feats).astype(np.float16)
-    task = None
+    pbars, lo, span = normalise(train_feats)
+    pbars = pbars.astype(np.float16)
+    head = None
     if cfg.task_beta > 0:
         if task_back is None:
             raise ValueError("task_beta > 0 needs the detector's task_back graph")
-        task = (TaskHead(task_back).to(device), cfg.task_beta)
+        head = TaskHead(task_back).to(device)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -120,10 +116,11 @@ def train(
     lg_min, lg_max = math.log(vcfg.gain_min), math.log(vcfg.gain_max)
     net.train()
     t0, acc = time.time(), np.zeros(4)
-    for step, (pbar, lo, span) in zip(range(1, cfg.steps + 1), batches(train_feats, frame_ranges, cfg, rng, device)):
+    for step, (pbar, lo_b, span_b) in zip(range(1, cfg.steps + 1), batches(pbars, (lo, span), cfg, rng, device)):
         # drawn on the CPU whatever the device, so a recipe draws the same gains
         gain = torch.exp(torch.empty(pbar.shape[0], 1, 1, 1).uniform_(lg_min, lg_max)).to(device)
-        loss, bpp, mse, d_task = rd_loss(net, pbar, gain, cfg.lmbda, task and (*task, lo, span))
+        task = (head, cfg.task_beta, lo_b, span_b) if head is not None else None
+        loss, bpp, mse, d_task = rd_loss(net, pbar, gain, cfg.lmbda, task)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(main_params, 1.0)
